@@ -62,7 +62,7 @@ func TestOfferSignDecodeValidate(t *testing.T) {
 			// Claims to be id, signed with another key: forged by hand,
 			// since Sign refuses a key that is not the author's.
 			o := sampleOffer(id, now)
-			payload, _ := signingBytes(o)
+			payload, _ := SigningBytes(o)
 			o.Sig, _ = otherKey.Sign(payload)
 			b, _ := Marshal(o)
 			return b

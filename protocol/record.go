@@ -22,9 +22,9 @@ type Record interface {
 	setSignature([]byte)
 }
 
-// signingBytes is the payload the author signs: the domain, a zero byte,
+// SigningBytes is the payload the author signs: the domain, a zero byte,
 // and the record encoded without its signature.
-func signingBytes(r Record) ([]byte, error) {
+func SigningBytes(r Record) ([]byte, error) {
 	sig := r.signature()
 	r.setSignature(nil)
 	enc, err := Marshal(r)
@@ -48,7 +48,7 @@ func Sign(r Record, key crypto.PrivKey) ([]byte, error) {
 	if id != r.Author() {
 		return nil, fmt.Errorf("sign: key of %s cannot sign for author %s", id, r.Author())
 	}
-	payload, err := signingBytes(r)
+	payload, err := SigningBytes(r)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
@@ -81,7 +81,7 @@ func SignedBy(r Record, pub crypto.PubKey) bool {
 	if len(sig) == 0 {
 		return false
 	}
-	payload, err := signingBytes(r)
+	payload, err := SigningBytes(r)
 	if err != nil {
 		return false
 	}

@@ -1,0 +1,182 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rawFsyncRate measures this disk: small appends to a file in dir, each
+// followed by fsync, for about d. It is the ceiling of one-fsync-per-commit.
+func rawFsyncRate(b *testing.B, dir string, d time.Duration) float64 {
+	f, err := os.Create(filepath.Join(dir, "fsync-probe"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 128)
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d {
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkUpdateDurable: 64 concurrent writers of small records with
+// durable Updates. Reports updates/s, fsync rounds per update, and the raw
+// fsync rate of the same disk measured in the same run. The sub-benchmarks
+// compare the group-commit syncer with badger's own SyncWrites and with
+// UpdateSoft (no fsync).
+func BenchmarkUpdateDurable(b *testing.B) {
+	for _, mode := range []string{"groupcommit", "badger-syncwrites", "soft"} {
+		b.Run(mode, func(b *testing.B) {
+			opts := DefaultOptions(b.TempDir())
+			opts.syncEveryWrite = mode == "badger-syncwrites"
+			db, err := Open(opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			raw := rawFsyncRate(b, b.TempDir(), 300*time.Millisecond)
+			update := db.Update
+			if mode == "soft" {
+				update = db.UpdateSoft
+			}
+			val := bytes.Repeat([]byte("r"), 200)
+			var seq atomic.Int64
+			r0 := db.syncRounds()
+			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0))) // 64 writers
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				var k [8]byte
+				for pb.Next() {
+					binary.BigEndian.PutUint64(k[:], uint64(seq.Add(1)))
+					key := append(Key("bench"), k[:]...)
+					if err := update(func(tx *Txn) error { return tx.Set(key, val) }); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			el := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/el.Seconds(), "updates/s")
+			b.ReportMetric(raw, "raw-fsyncs/s")
+			if mode == "groupcommit" {
+				b.ReportMetric(float64(db.syncRounds()-r0)/float64(b.N), "rounds/update")
+			}
+		})
+	}
+}
+
+// BenchmarkBookMemory fills an order book cache of 100,000 offers (~1 KiB
+// each, as soft state, in a burst), reads it back (a full scan and random
+// gets) and reports the memory of the process: heap (in use, and live after
+// a GC), peak resident memory (VmHWM) and resident memory split into
+// anonymous (heap, memtables) and file-backed (mmapped tables, which the
+// kernel can reclaim).
+// Run it alone: go test -run=^$ -bench=BookMemory -benchtime=1x ./store/
+func BenchmarkBookMemory(b *testing.B) {
+	for range b.N {
+		opts := DefaultOptions(b.TempDir())
+		db, err := Open(opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		const offers, perTxn = 100_000, 500
+		rng := rand.New(rand.NewPCG(1, 2))
+		val := make([]byte, 1024)
+		start := time.Now()
+		for i := 0; i < offers; i += perTxn {
+			err := db.UpdateSoft(func(tx *Txn) error {
+				for j := i; j < i+perTxn; j++ {
+					for k := range val {
+						val[k] = byte('a' + rng.IntN(8)) // compressible, like CBOR
+					}
+					if err := tx.Set(Key("book", fmt.Sprintf("seller%03d", j%500), fmt.Sprintf("offer%06d", j)), val); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Logf("write %v", time.Since(start))
+		start = time.Now()
+		n := 0
+		if err := db.View(func(tx *Txn) error {
+			return tx.Iterate(Prefix("book"), func(k, v []byte) error { n++; return nil })
+		}); err != nil || n != offers {
+			b.Fatalf("scan: %d offers, %v", n, err)
+		}
+		b.Logf("scan %v", time.Since(start))
+		start = time.Now()
+		for range 20_000 {
+			j := rng.IntN(offers)
+			if err := db.View(func(tx *Txn) error {
+				_, err := tx.Get(Key("book", fmt.Sprintf("seller%03d", j%500), fmt.Sprintf("offer%06d", j)))
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Logf("gets %v", time.Since(start))
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-heap-MiB")
+
+		b.ReportMetric(procStatusMiB(b, "VmHWM"), "peak-rss-MiB")
+		b.ReportMetric(procStatusMiB(b, "VmRSS"), "rss-MiB")
+		b.ReportMetric(procStatusMiB(b, "RssAnon"), "rss-anon-MiB")
+		b.ReportMetric(procStatusMiB(b, "RssFile"), "rss-file-MiB")
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// procStatusMiB reads a "kB" field of /proc/self/status, in MiB.
+func procStatusMiB(b *testing.B, field string) float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status")
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || name != field {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return kb / 1024
+	}
+	b.Fatalf("%s not in /proc/self/status", field)
+	return 0
+}
