@@ -31,13 +31,13 @@ func init() {
 	}
 	tags := cbor.NewTagSet()
 	decMode, err = cbor.DecOptions{
-		IndefLength:      cbor.IndefLengthForbidden,
-		MaxNestedLevels:  16,
-		MaxArrayElements: 4096,
-		MaxMapPairs:      256,
+		IndefLength:       cbor.IndefLengthForbidden,
+		MaxNestedLevels:   16,
+		MaxArrayElements:  4096,
+		MaxMapPairs:       256,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		UTF8:             cbor.UTF8RejectInvalid,
-		DefaultMapType:   nil,
+		UTF8:              cbor.UTF8RejectInvalid,
+		DefaultMapType:    nil,
 	}.DecModeWithTags(tags)
 	if err != nil {
 		panic(err)
