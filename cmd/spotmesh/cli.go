@@ -100,12 +100,12 @@ func verbs() []verb {
 		{"offer", "add|ls|rm ...", "add, list and withdraw this node's offers", cmdOffer},
 		{"book", "[--region R] [--vcpu '>=4'] [--mem '>=8GiB'] [--max-price 0.05USD/h] ...", "query the order book", cmdBook},
 		{"version", "", "show the build's version", cmdVersion},
+		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local nodes and show a buyer's book", cmdDemo},
 
 		// Verbs written in other packages are dispatched here: add one line
 		// each, such as
-		//	{"demo", "[flags]", "run a market of local nodes and show a lease end to end", cmdDemo},
 		//	{"testnet", "up|down|status [flags]", "boot a test network of daemons on loopback", cmdTestnet},
-		// with cmdDemo and cmdTestnet in their own files of this package.
+		// with cmdTestnet in its own file of this package.
 	}
 }
 

@@ -1,0 +1,262 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Files in a node's home directory.
+const (
+	ConfigFile   = "config.toml" // what init set; flags override it
+	KeyFile      = "key"         // the libp2p private key, 0600; never overwritten
+	TokenFile    = "api.token"   // the API bearer token, 0600
+	APIAddrFile  = "api"         // written by a running daemon: host:port it listens on
+	PeerAddrFile = "addrs"       // written by a running daemon: its p2p multiaddrs, one a line
+	DBDir        = "db"          // the badger database
+)
+
+// Config is a node's configuration: the TOML file in its home, overridden
+// by flags. The zero value of a field means its default.
+type Config struct {
+	// Home is the node's directory (not stored in the file).
+	Home string `toml:"-"`
+	// Listen are the p2p listen multiaddrs. Port 0 picks a free port.
+	Listen []string `toml:"listen"`
+	// API is the local REST API's host:port, on loopback. Port 0 picks one.
+	API string `toml:"api"`
+	// Bootstrap peers, as multiaddrs ending in /p2p/<id>.
+	Bootstrap []string `toml:"bootstrap"`
+	// MDNS turns on local-network discovery (multicast; never in tests).
+	MDNS bool `toml:"mdns"`
+	// DHTMode is "server", "client" or "auto" (server when reachable).
+	DHTMode string `toml:"dht_mode"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// ClockSkew is the clock difference tolerated between peers.
+	ClockSkew Duration `toml:"clock_skew"`
+	// OfferTTL is the default life of one signed offer copy.
+	OfferTTL Duration `toml:"offer_ttl"`
+}
+
+// Duration is a time.Duration that TOML reads and writes as "90s", "10m".
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: want a Go duration like 90s or 10m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// DefaultConfig is the configuration of a fresh node: loopback only, free
+// ports, no bootstrap peers. An operator who wants peers from other machines
+// sets Listen to a public address, such as /ip4/0.0.0.0/tcp/4001.
+func DefaultConfig() Config {
+	return Config{
+		Listen:    []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+		API:       "127.0.0.1:0",
+		DHTMode:   "auto",
+		LogLevel:  "info",
+		ClockSkew: Duration(30 * time.Second),
+		OfferTTL:  Duration(10 * time.Minute),
+	}
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	if len(c.Listen) == 0 {
+		return errors.New("config: listen: want at least one multiaddr, like /ip4/127.0.0.1/tcp/4001")
+	}
+	for _, a := range c.Listen {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("config: listen %q: %v: want a multiaddr like /ip4/127.0.0.1/tcp/4001", a, err)
+		}
+	}
+	for _, a := range c.Bootstrap {
+		if _, err := peer.AddrInfoFromString(a); err != nil {
+			return fmt.Errorf("config: bootstrap %q: %v: want a multiaddr ending in /p2p/<peer id>", a, err)
+		}
+	}
+	if c.API == "" || !strings.Contains(c.API, ":") {
+		return fmt.Errorf("config: api %q: want host:port on loopback, like 127.0.0.1:5001", c.API)
+	}
+	switch c.DHTMode {
+	case "auto", "server", "client":
+	default:
+		return fmt.Errorf("config: dht_mode %q: want auto, server or client", c.DHTMode)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.ClockSkew < 0 || time.Duration(c.ClockSkew) > time.Hour {
+		return fmt.Errorf("config: clock_skew %v: want between 0 and 1h", time.Duration(c.ClockSkew))
+	}
+	if time.Duration(c.OfferTTL) < time.Second || time.Duration(c.OfferTTL) > 24*time.Hour {
+		return fmt.Errorf("config: offer_ttl %v: want between 1s and 24h", time.Duration(c.OfferTTL))
+	}
+	return nil
+}
+
+// ErrNoHome means the home has not been initialised.
+var ErrNoHome = errors.New("no spotmesh home here: run 'spotmesh init --home DIR' first")
+
+// Init creates a node's home: the directory, a new key (unless one is
+// there: Init never overwrites a key), an API token and the config file.
+// It returns the node's peer ID. Calling Init on an existing home keeps the
+// key and token and rewrites the config.
+func Init(cfg Config) (peer.ID, error) {
+	if err := cfg.Validate(); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
+		return "", fmt.Errorf("init %s: %w", cfg.Home, err)
+	}
+	key, err := loadOrCreateKey(filepath.Join(cfg.Home, KeyFile))
+	if err != nil {
+		return "", err
+	}
+	tokPath := filepath.Join(cfg.Home, TokenFile)
+	if _, err := os.Stat(tokPath); errors.Is(err, fs.ErrNotExist) {
+		tok := make([]byte, 32)
+		if _, err := rand.Read(tok); err != nil {
+			return "", err
+		}
+		if err := writeFileAtomic(tokPath, []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("init: write token: %w", err)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("# spotmesh node configuration, written by 'spotmesh init'. Flags override it.\n")
+	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
+		return "", fmt.Errorf("init: encode config: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.Home, ConfigFile), []byte(b.String()), 0o600); err != nil {
+		return "", fmt.Errorf("init: write config: %w", err)
+	}
+	return peer.IDFromPrivateKey(key)
+}
+
+// LoadConfig reads the config of the home at dir, over the defaults.
+func LoadConfig(dir string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, fmt.Errorf("%s: %w", dir, ErrNoHome)
+	}
+	if err != nil {
+		return cfg, err
+	}
+	if _, err := toml.Decode(string(b), &cfg); err != nil {
+		return cfg, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	cfg.Home = dir
+	return cfg, cfg.Validate()
+}
+
+// LoadKey reads the node's private key from its home.
+func LoadKey(dir string) (crypto.PrivKey, error) {
+	b, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNoHome)
+	}
+	if err != nil {
+		return nil, err
+	}
+	k, err := crypto.UnmarshalPrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: key file is damaged: %w", filepath.Join(dir, KeyFile), err)
+	}
+	return k, nil
+}
+
+// ReadToken reads the API token from a home.
+func ReadToken(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%s: %w", dir, ErrNoHome)
+	}
+	return strings.TrimSpace(string(b)), err
+}
+
+// ReadAPIAddr reads the address a running daemon wrote into its home.
+func ReadAPIAddr(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, APIAddrFile))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func loadOrCreateKey(path string) (crypto.PrivKey, error) {
+	if _, err := os.Stat(path); err == nil {
+		return LoadKey(filepath.Dir(path))
+	}
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	b, err := crypto.MarshalPrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	// O_EXCL: never overwrite a key, even if two inits race.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("init: create key: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return k, f.Close()
+}
+
+// writeFileAtomic writes via a temporary file and rename, so a reader never
+// sees half a file.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
