@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -18,11 +19,16 @@ import (
 // to the offer being in every book of a 100-node in-process network where
 // each node dialed 8 random others and the mesh had 2 s to form; p50 and
 // p99 over 100 offers from random sellers (per iteration). Run with
-// -benchtime=1x.
+// -benchtime=1x. SPOTMESH_BENCH_TCP=1 runs it over real TCP on loopback
+// instead of mocknet; SPOTMESH_BENCH_SETTLE sets the settling time.
 func BenchmarkPropagation(b *testing.B) {
 	const nodes, degree, offersPerRun = 100, 8, 100
-	net := testnet.New(b, nodes, testnet.WithMock(), testnet.WithDegree(degree))
-	time.Sleep(2 * time.Second) // the mesh's time to form, as the benchmark defines it
+	opts := []testnet.Option{testnet.WithDegree(degree)}
+	if os.Getenv("SPOTMESH_BENCH_TCP") == "" {
+		opts = append(opts, testnet.WithMock())
+	}
+	net := testnet.New(b, nodes, opts...)
+	time.Sleep(settle()) // the mesh's time to form, as the benchmark defines it
 
 	// One watcher per book records when each offer arrived.
 	var mu sync.Mutex
@@ -85,6 +91,7 @@ func BenchmarkPropagation(b *testing.B) {
 			last := seen[id][nodes-1]
 			mu.Unlock()
 			lat = append(lat, last.Sub(t0))
+
 		}
 	}
 	b.StopTimer()
@@ -93,4 +100,13 @@ func BenchmarkPropagation(b *testing.B) {
 	b.ReportMetric(p(0.50), "p50-ms")
 	b.ReportMetric(p(0.99), "p99-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// settle is how long the network gets to form before measuring: 2 s as the
+// benchmark is defined, or SPOTMESH_BENCH_SETTLE.
+func settle() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("SPOTMESH_BENCH_SETTLE")); err == nil {
+		return d
+	}
+	return 2 * time.Second
 }
