@@ -14,7 +14,7 @@ type metrics struct {
 	synced    prometheus.Counter
 }
 
-func newMetrics(bookLen, peers func() float64) *metrics {
+func newMetrics(bookLen, peers, mesh func() float64) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -39,6 +39,10 @@ func newMetrics(bookLen, peers func() float64) *metrics {
 			Name: "spotmesh_peers",
 			Help: "Connected peers.",
 		}, peers),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "spotmesh_offers_mesh_peers",
+			Help: "Peers in this node's gossipsub mesh for the offers topic.",
+		}, mesh),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -168,7 +168,8 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 				return 0
 			}
 			return float64(len(n.host.Network().Peers()))
-		})
+		},
+		func() float64 { return float64(n.mesh.size()) })
 	return n, nil
 }
 
