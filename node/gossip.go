@@ -92,10 +92,7 @@ type checked struct {
 // fields and times, signature, and freshness against the book. It returns
 // the pubsub verdict and a reason for the metrics.
 func (n *Node) checkOffer(raw []byte, from peer.ID) (*checked, pubsub.ValidationResult, string) {
-	o, err := protocol.DecodeOffer(raw, n.lim)
-	if err == nil {
-		err = o.Validate(n.clk.Now(), n.lim)
-	}
+	o, err := protocol.ReceiveOffer(raw, n.clk.Now(), n.lim)
 	if errors.Is(err, protocol.ErrBadSignature) && from != "" && from != n.id {
 		// Tell a forger who signed as someone else from mere corruption.
 		if pub, perr := from.ExtractPublicKey(); perr == nil && protocol.SignedBy(o, pub) {

@@ -272,3 +272,20 @@ func ValidateRegion(s string) error {
 	}
 	return nil
 }
+
+// ReceiveOffer is the whole receive check on bytes from the network: decode
+// (size, canonical form, version), fields and times, and the signature,
+// verified over the received bytes without encoding the record again.
+func ReceiveOffer(raw []byte, now time.Time, lim Limits) (*Offer, error) {
+	o, err := DecodeOffer(raw, lim)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.ValidateFields(now, lim); err != nil {
+		return o, err
+	}
+	if err := verifyEncoded(o, raw); err != nil {
+		return o, fmt.Errorf("offer %s: %w", o.Key, err)
+	}
+	return o, nil
+}

@@ -152,6 +152,12 @@ func Start(ctx context.Context, cfg Config) (_ *Net, err error) {
 			}
 		}
 	}
+	// An offer published before a node's gossip mesh forms reaches only
+	// the peers it is sent to directly; a network is ready once every node
+	// relays to someone.
+	if err := net.WaitMesh(ctx, 1); err != nil {
+		return nil, fmt.Errorf("testnet: gossip meshes did not form: %w", err)
+	}
 	return net, nil
 }
 
