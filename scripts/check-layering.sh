@@ -24,6 +24,7 @@ check "protocol/..." "^$mod/" "protocol imports nothing of ours"
 check "store/..." "^$mod/(node|testnet|cmd)(/|\$)" "store sits below node, testnet and cmd"
 check "node/..." "^$mod/(testnet|cmd)(/|\$)" "node sits below testnet and cmd"
 check "testnet/..." "^$mod/cmd(/|\$)" "nothing imports cmd"
+check "testnet/refcloud/..." "^$mod/(node|store|protocol)(/|\$)" "the reference cloud is written from docs/driver-http.yaml alone"
 
 if [ "$fail" -ne 0 ]; then exit 1; fi
 echo "layering ok"
