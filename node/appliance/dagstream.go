@@ -1,0 +1,251 @@
+package appliance
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// DAGProtocol is the DAG stream protocol: a requester pulls the blocks of
+// one DAG from one peer over one stream, in order, pipelined. See
+// PROTOCOL.md for the wire format.
+//
+// The requester walks the DAG itself: it asks only for the blocks it does
+// not hold (so a resumed fetch skips what arrived before), checks every
+// block against the CID it asked for before it stores it, and stops asking
+// when the size limit is passed. The server is stateless: it answers each
+// CID with the block or "don't have", in the order asked.
+const DAGProtocol protocol.ID = "/spotmesh/dag/1.0.0"
+
+// Response status bytes.
+const (
+	dagBlock    = 0x00 // followed by uvarint length and the block's bytes
+	dagDontHave = 0x01 // the server does not hold the block
+)
+
+// maxCIDLen bounds a requested CID's encoding.
+const maxCIDLen = 256
+
+// streamBufSize is the size of the buffers on either side of a stream.
+const streamBufSize = 64 << 10
+
+// handleDAGStream serves one requester.
+func (s *Service) handleDAGStream(st network.Stream) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = st.Reset()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	if !s.streamSlot() {
+		s.log.Debug("DAG stream refused: too many at once", "peer", st.Conn().RemotePeer())
+		_ = st.Reset()
+		return
+	}
+	defer s.releaseStreamSlot()
+	stop := context.AfterFunc(s.ctx, func() { _ = st.Reset() })
+	defer stop()
+	if err := s.serveDAG(s.ctx, st); err != nil {
+		s.log.Debug("DAG stream ended", "peer", st.Conn().RemotePeer(), "err", err)
+		_ = st.Reset()
+		return
+	}
+	_ = st.Close()
+}
+
+func (s *Service) streamSlot() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams >= s.cfg.MaxStreams {
+		return false
+	}
+	s.streams++
+	return true
+}
+
+func (s *Service) releaseStreamSlot() {
+	s.mu.Lock()
+	s.streams--
+	s.mu.Unlock()
+}
+
+// dagConn is what serveDAG needs of a stream.
+type dagConn interface {
+	io.ReadWriter
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// serveDAG answers requests until the requester closes its side.
+func (s *Service) serveDAG(ctx context.Context, st dagConn) error {
+	br := bufio.NewReaderSize(st, 4<<10)
+	bw := bufio.NewWriterSize(st, streamBufSize)
+	var hdr [1 + binary.MaxVarintLen64]byte
+	cbuf := make([]byte, maxCIDLen)
+	for {
+		if br.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		_ = st.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		n, err := binary.ReadUvarint(br)
+		if err == io.EOF {
+			return bw.Flush()
+		}
+		if err != nil {
+			return fmt.Errorf("read request: %w", err)
+		}
+		if n == 0 || n > maxCIDLen {
+			return fmt.Errorf("request of a %d-byte CID: %w", n, ErrInvalid)
+		}
+		if _, err := io.ReadFull(br, cbuf[:n]); err != nil {
+			return fmt.Errorf("read request: %w", err)
+		}
+		c, err := cid.Cast(cbuf[:n])
+		if err != nil {
+			return fmt.Errorf("request: %v: %w", err, ErrInvalid)
+		}
+		_ = st.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		b, err := s.bstore.Get(ctx, c)
+		switch {
+		case isNotFound(err):
+			if err := bw.WriteByte(dagDontHave); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("read block %s: %w", c, err)
+		}
+		data := b.RawData()
+		hdr[0] = dagBlock
+		m := 1 + binary.PutUvarint(hdr[1:], uint64(len(data)))
+		if _, err := bw.Write(hdr[:m]); err != nil {
+			return err
+		}
+		if _, err := bw.Write(data); err != nil {
+			return err
+		}
+		s.stats.blocksServed.Add(1)
+		s.stats.bytesServed.Add(uint64(len(data)))
+	}
+}
+
+// streamSource pulls a run's blocks over one DAG stream. Requests go out
+// as the run asks; a reader goroutine takes the answers in the same order,
+// hashes each block and checks it against the CID asked for.
+type streamSource struct {
+	peer   peer.ID
+	st     network.Stream
+	bw     *bufio.Writer
+	expect chan cid.Cid // CIDs asked for and not answered yet, in order
+	run    *fetchRun
+}
+
+func (s *Service) openStreamSource(ctx context.Context, p peer.ID, r *fetchRun) (source, error) {
+	octx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	st, err := s.host.NewStream(octx, p, DAGProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("open a DAG stream to %s: %w", p, err)
+	}
+	src := &streamSource{
+		peer:   p,
+		st:     st,
+		bw:     bufio.NewWriterSize(st, 4<<10),
+		expect: make(chan cid.Cid, maxWindowBlocks),
+		run:    r,
+	}
+	r.wg.Add(1)
+	go src.read()
+	return src, nil
+}
+
+func (ss *streamSource) String() string { return "DAG stream from " + ss.peer.String() }
+
+func (ss *streamSource) want(ctx context.Context, cs []cid.Cid) error {
+	var hdr [binary.MaxVarintLen64]byte
+	for _, c := range cs {
+		ss.expect <- c // never blocks: a run keeps at most maxWindowBlocks in flight
+		b := c.Bytes()
+		n := binary.PutUvarint(hdr[:], uint64(len(b)))
+		if _, err := ss.bw.Write(hdr[:n]); err != nil {
+			return fmt.Errorf("%s: send request: %w", ss, err)
+		}
+		if _, err := ss.bw.Write(b); err != nil {
+			return fmt.Errorf("%s: send request: %w", ss, err)
+		}
+	}
+	if err := ss.bw.Flush(); err != nil {
+		return fmt.Errorf("%s: send request: %w", ss, err)
+	}
+	return nil
+}
+
+func (ss *streamSource) read() {
+	r := ss.run
+	defer r.wg.Done()
+	br := bufio.NewReaderSize(ss.st, streamBufSize)
+	for c := range ss.expect {
+		b, err := ss.readOne(br, c)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		r.results <- b // never blocks: results has room for maxWindowBlocks
+	}
+}
+
+func (ss *streamSource) readOne(br *bufio.Reader, c cid.Cid) (blocks.Block, error) {
+	status, err := br.ReadByte()
+	if err != nil {
+		return nil, fmt.Errorf("%s: read the answer for %s: %w", ss, c, err)
+	}
+	switch status {
+	case dagBlock:
+	case dagDontHave:
+		return nil, fmt.Errorf("%s: the peer does not have block %s: %w", ss, c, ErrNotFound)
+	default:
+		return nil, fmt.Errorf("%s: answer status 0x%x for %s: %w", ss, status, c, ErrInvalid)
+	}
+	n, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read the answer for %s: %w", ss, c, err)
+	}
+	if n > uint64(MaxBlockSize) {
+		return nil, fmt.Errorf("%s: block %s of %d bytes, more than %d: %w", ss, c, n, MaxBlockSize, ErrCorrupt)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(br, data); err != nil {
+		return nil, fmt.Errorf("%s: read block %s: %w", ss, c, err)
+	}
+	got, err := c.Prefix().Sum(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: hash block %s: %v: %w", ss, c, err, ErrMalformed)
+	}
+	if !got.Equals(c) {
+		return nil, fmt.Errorf("%s: the bytes sent for block %s hash to %s: %w", ss, c, got, ErrCorrupt)
+	}
+	return blocks.NewBlockWithCid(data, c)
+}
+
+func (ss *streamSource) close(ok bool) {
+	close(ss.expect)
+	if ok {
+		_ = ss.st.Close()
+		return
+	}
+	_ = ss.st.Reset()
+}
