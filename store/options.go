@@ -120,10 +120,13 @@ func DefaultOptions(dir string) Options {
 		// appliance blocks (256 KiB to 1 MiB) go to the value log, so
 		// compactions do not rewrite them and the LSM tree stays small.
 		ValueThreshold: 32 << 10,
-		// 64 MiB instead of 1 GiB: value-log GC rewrites whole files, so
+		// 256 MiB instead of 1 GiB: value-log GC rewrites whole files, so
 		// smaller files give back the space of deleted appliances sooner
-		// and with less work; each file is mapped at twice this size.
-		ValueLogFileSize: 64 << 20,
+		// and with less work; each file is mapped at twice this size. Not
+		// smaller: badger syncs a file when it fills, and at 64 MiB writing
+		// 1 MiB appliance blocks ran at half the speed (256 MiB in 2.5 s
+		// against 1.4 s with 1 GiB files).
+		ValueLogFileSize: 256 << 20,
 		// 2 instead of 4: the minimum badger accepts; this machine has 2
 		// cores that the node needs for its own work.
 		NumCompactors: 2,

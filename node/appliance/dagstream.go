@@ -17,7 +17,7 @@ import (
 
 // DAGProtocol is the DAG stream protocol: a requester pulls the blocks of
 // one DAG from one peer over one stream, in order, pipelined. See
-// PROTOCOL.md for the wire format.
+// docs/protocol/appliances.md for the wire format.
 //
 // The requester walks the DAG itself: it asks only for the blocks it does
 // not hold (so a resumed fetch skips what arrived before), checks every

@@ -13,7 +13,7 @@
 //   - the exchange: boxo's bitswap, client and server, on the node's own
 //     libp2p host, so that every node that holds an appliance serves it to
 //     any IPFS peer; and the spotmesh DAG stream protocol
-//     (/spotmesh/dag/1.0.0, see PROTOCOL.md) that pulls a whole DAG from one
+//     (/spotmesh/dag/1.0.0, see docs/protocol/appliances.md) that pulls a whole DAG from one
 //     peer over one stream, verified block by block,
 //   - fetching by CID with integrity checks, a size limit counted on the
 //     bytes that really arrive, bounded waits and resumption,
@@ -24,7 +24,7 @@
 // routing.ContentRouting), a clock and a logger, calls Start, and exposes
 // the Service to the REST API, the CLI and the runtime drivers. This
 // package imports nothing else of spotmesh: the node hands it the store's
-// datastore. The wire formats are in PROTOCOL.md.
+// datastore. The wire formats are in docs/protocol/appliances.md.
 //
 // # Datastore layout
 //
