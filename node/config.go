@@ -23,6 +23,7 @@ const (
 	KeyFile      = "key"         // the libp2p private key, 0600; never overwritten
 	TokenFile    = "api.token"   // the API bearer token, 0600
 	APIAddrFile  = "api"         // written by a running daemon: host:port it listens on
+	GatewayFile  = "gateway"     // written by a running daemon: its gateway's host:port
 	PeerAddrFile = "addrs"       // written by a running daemon: its p2p multiaddrs, one a line
 	DBDir        = "db"          // the badger database
 )
@@ -36,6 +37,9 @@ type Config struct {
 	Listen []string `toml:"listen"`
 	// API is the local REST API's host:port, on loopback. Port 0 picks one.
 	API string `toml:"api"`
+	// Gateway is the local read-only HTTP gateway's host:port, on loopback,
+	// from which the seller's own cloud pulls appliances by CID.
+	Gateway string `toml:"gateway"`
 	// Bootstrap peers, as multiaddrs ending in /p2p/<id>.
 	Bootstrap []string `toml:"bootstrap"`
 	// MDNS turns on local-network discovery (multicast; never in tests).
@@ -73,6 +77,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:    []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
 		API:       "127.0.0.1:0",
+		Gateway:   "127.0.0.1:0",
 		DHTMode:   "auto",
 		LogLevel:  "info",
 		ClockSkew: Duration(30 * time.Second),
@@ -97,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if c.API == "" || !strings.Contains(c.API, ":") {
 		return fmt.Errorf("config: api %q: want host:port on loopback, like 127.0.0.1:5001", c.API)
+	}
+	if c.Gateway == "" || !strings.Contains(c.Gateway, ":") {
+		return fmt.Errorf("config: gateway %q: want host:port on loopback, like 127.0.0.1:8080", c.Gateway)
 	}
 	switch c.DHTMode {
 	case "auto", "server", "client":

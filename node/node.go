@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spotmesh/spotmesh/node/api"
+	"github.com/spotmesh/spotmesh/node/appliance"
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
 	proto "github.com/spotmesh/spotmesh/protocol"
@@ -99,6 +102,10 @@ type Node struct {
 	topic *pubsub.Topic
 	mdns  mdns.Service
 	api   *api.Server
+
+	appl    *appliance.Service
+	gateway *http.Server
+	gwAddr  string
 
 	synced atomic.Int32
 	mesh   *meshTracer
@@ -218,6 +225,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.host.SetStreamHandler(BookSyncProt, n.serveBookSync)
+	if err := n.startAppliances(ctx); err != nil {
+		return err
+	}
 	if err := n.watchPeers(ctx); err != nil {
 		return err
 	}
@@ -255,6 +265,50 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.log.Info("node started", "peer", n.id, "addrs", n.p2pAddrs(), "api", n.APIAddr())
 	return nil
 }
+
+// startAppliances starts the appliance store over the node's badger
+// database, host and DHT, and its read-only gateway on loopback.
+func (n *Node) startAppliances(ctx context.Context) error {
+	a, err := appliance.New(appliance.DefaultConfig(), n.host, n.db.Datastore("appliance"), n.dht, n.clk, n.log)
+	if err != nil {
+		return fmt.Errorf("appliances: %w", err)
+	}
+	n.appl = a
+	if err := a.Start(ctx); err != nil {
+		return fmt.Errorf("start appliances: %w", err)
+	}
+	if err := api.CheckLoopback(n.cfg.Gateway); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	l, err := net.Listen("tcp", n.cfg.Gateway)
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s: %w (pick another with --gateway)", n.cfg.Gateway, err)
+	}
+	n.gwAddr = l.Addr().String()
+	n.gateway = &http.Server{Handler: a.GatewayHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.gateway.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("gateway", "err", err)
+		}
+	}()
+	if n.cfg.Home != "" {
+		if err := writeFileAtomic(filepath.Join(n.cfg.Home, GatewayFile), []byte(n.gwAddr+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write gateway address: %w", err)
+		}
+	}
+	return nil
+}
+
+// Appliances implements api.Backend.
+func (n *Node) Appliances() api.Appliances { return n.appl }
+
+// ApplianceService is the node's appliance store (after Start).
+func (n *Node) ApplianceService() *appliance.Service { return n.appl }
+
+// GatewayAddr is the local gateway's host:port (after Start).
+func (n *Node) GatewayAddr() string { return n.gwAddr }
 
 func (n *Node) startHost() error {
 	if n.opts.host != nil {
@@ -475,6 +529,15 @@ func (n *Node) Close() error {
 		if n.mdns != nil {
 			errs = append(errs, n.mdns.Close())
 		}
+		if n.gateway != nil {
+			errs = append(errs, n.gateway.Close())
+			if n.cfg.Home != "" {
+				os.Remove(filepath.Join(n.cfg.Home, GatewayFile))
+			}
+		}
+		if n.appl != nil {
+			errs = append(errs, n.appl.Close())
+		}
 		errs = append(errs, n.queue.Close())
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
@@ -521,7 +584,7 @@ func (n *Node) Done() <-chan struct{} { return n.closed }
 
 // Identity implements api.Backend.
 func (n *Node) Identity() api.Identity {
-	return api.Identity{PeerID: n.id, Addrs: n.p2pAddrs(), APIAddr: n.APIAddr(), Version: Version, Started: n.started}
+	return api.Identity{PeerID: n.id, Addrs: n.p2pAddrs(), APIAddr: n.APIAddr(), GatewayAddr: n.gwAddr, Version: Version, Started: n.started}
 }
 
 // Peers implements api.Backend.

@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"io"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spotmesh/spotmesh/node/appliance"
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
 )
@@ -35,7 +38,26 @@ type Backend interface {
 
 	// Gatherer exposes the node's Prometheus metrics.
 	Gatherer() prometheus.Gatherer
+
+	// Appliances is the node's content-addressed appliance store.
+	Appliances() Appliances
 }
+
+// Appliances is what the API needs of the appliance service;
+// *appliance.Service implements it.
+type Appliances interface {
+	Import(ctx context.Context, r io.Reader, meta appliance.Meta, progress func(n uint64)) (appliance.Info, error)
+	Fetch(ctx context.Context, c cid.Cid, opts appliance.FetchOptions) (appliance.Info, error)
+	Open(ctx context.Context, c cid.Cid) (appliance.File, error)
+	Get(ctx context.Context, c cid.Cid) (appliance.Info, error)
+	List(ctx context.Context) ([]appliance.Info, error)
+	Pin(ctx context.Context, c cid.Cid, reason string) (appliance.Info, error)
+	Unpin(ctx context.Context, c cid.Cid, reason string) (appliance.Info, error)
+	Remove(ctx context.Context, c cid.Cid) (appliance.Info, error)
+	GC(ctx context.Context) (uint64, error)
+}
+
+var _ Appliances = (*appliance.Service)(nil)
 
 // Identity is a node's identity and addresses.
 type Identity struct {
@@ -43,8 +65,10 @@ type Identity struct {
 	// Addrs are the listen multiaddrs, each ending in /p2p/<id>.
 	Addrs   []string
 	APIAddr string
-	Version string
-	Started time.Time
+	// GatewayAddr is the local read-only gateway's host:port.
+	GatewayAddr string
+	Version     string
+	Started     time.Time
 }
 
 // PeerInfo is one connected peer.

@@ -33,6 +33,8 @@ type Fake struct {
 	Now time.Time
 	// Registry backs Gatherer; it holds one counter, spotmesh_test_total = 1.
 	Registry *prometheus.Registry
+	// Appl backs Appliances: a real appliance service, or nil.
+	Appl api.Appliances
 
 	mu         sync.Mutex // guards the fields below
 	own        map[string]offers.Status
@@ -259,3 +261,6 @@ func Serve(t testing.TB, b api.Backend) *api.Server {
 	})
 	return s
 }
+
+// Appliances implements api.Backend.
+func (f *Fake) Appliances() api.Appliances { return f.Appl }
