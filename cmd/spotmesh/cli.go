@@ -99,6 +99,7 @@ func verbs() []verb {
 		{"connect", "MULTIADDR", "connect to a peer at a multiaddr ending in /p2p/<peer id>", cmdConnect},
 		{"offer", "add|ls|rm ...", "add, list and withdraw this node's offers", cmdOffer},
 		{"book", "[--region R] [--vcpu '>=4'] [--mem '>=8GiB'] [--max-price 0.05USD/h] ...", "query the order book", cmdBook},
+		{"appliance", "add|ls|get|pin|rm|gc ...", "import, fetch, list, pin and remove appliances (content-addressed VM images)", cmdAppliance},
 		{"version", "", "show the build's version", cmdVersion},
 		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local nodes and show a buyer's book", cmdDemo},
 
@@ -270,6 +271,9 @@ func (c *cli) help(args []string) int {
 	if v.name == "offer" && len(args) > 1 {
 		return c.offerHelp(args[1])
 	}
+	if v.name == "appliance" && len(args) > 1 {
+		return c.applianceHelp(args[1])
+	}
 	fmt.Fprintf(c.stdout, "usage: spotmesh %s %s\n\n%s\n", v.name, v.args, v.summary)
 	if f := verbFlags(v.name); f != nil {
 		fmt.Fprint(c.stdout, "\nflags:\n")
@@ -281,6 +285,10 @@ func (c *cli) help(args []string) int {
 			fmt.Fprintf(c.stdout, "  spotmesh offer %s %s\n      %s\n", s.name, s.args, s.summary)
 		}
 		fmt.Fprint(c.stdout, "\nRun 'spotmesh help offer add' for its flags.\n")
+	}
+	if v.name == "appliance" {
+		fmt.Fprint(c.stdout, "\n")
+		c.printApplianceVerbs()
 	}
 	fmt.Fprint(c.stdout, "\n"+globalHelp)
 	return exitOK

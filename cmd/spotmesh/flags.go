@@ -231,6 +231,9 @@ func (f *flags) printDefaults(w io.Writer) {
 		name, usage := flag.UnquoteUsage(fl)
 		name = strings.ToUpper(name)
 		line := "  --" + fl.Name
+		if len(fl.Name) == 1 {
+			line = "  -" + fl.Name
+		}
 		if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
 			line += " " + name
 		}

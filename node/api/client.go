@@ -19,6 +19,9 @@ type Client struct {
 	base  string
 	token string
 	hc    *http.Client
+	// stream has no overall timeout, for transfers that last as long as
+	// their bytes (imports, fetches, content); it shares hc's transport.
+	stream *http.Client
 }
 
 // NewClient makes a client for the API at addr (host:port, or a URL with
@@ -28,13 +31,12 @@ func NewClient(addr, token string) *Client {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
 	return &Client{
-		base:  strings.TrimRight(base, "/"),
-		token: token,
-		hc: &http.Client{
-			Timeout:   2 * time.Minute,
-			Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second},
-		},
+		base:   strings.TrimRight(base, "/"),
+		token:  token,
+		hc:     &http.Client{Timeout: 2 * time.Minute, Transport: tr},
+		stream: &http.Client{Transport: tr},
 	}
 }
 
@@ -122,21 +124,20 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w: %w", method, path, ErrUnreachable, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return refusal(resp, b)
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s %s: the node's answer is not the JSON expected: %w (is this a spotmesh node of the same version?)", method, path, err)
-	}
-	return nil
+	return c.decodeAnswer(resp, out)
 }
 
 func (c *Client) send(ctx context.Context, method, path string, q url.Values, in any) (*http.Response, error) {
+	req, err := c.newRequest(ctx, method, path, q, in)
+	if err != nil {
+		return nil, err
+	}
+	return c.doRequest(ctx, c.hc, req)
+}
+
+// newRequest makes a request with the token and, if in is not nil, in
+// as its JSON body.
+func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, in any) (*http.Request, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -160,7 +161,14 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, in
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.hc.Do(req)
+	return req, nil
+}
+
+// doRequest sends req with hc; a failure to reach the node wraps
+// ErrUnreachable.
+func (c *Client) doRequest(ctx context.Context, hc *http.Client, req *http.Request) (*http.Response, error) {
+	method, path := req.Method, req.URL.Path
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("%s %s: %w", method, path, ctxErr)

@@ -1,7 +1,13 @@
 // Package api is a node's local REST API: a small HTTP server on loopback
-// that serves the node's identity, peers, own offers and order book as JSON,
-// and its Prometheus metrics, behind a bearer token; and the client that the
-// CLI and the test network use to talk to it.
+// that serves the node's identity, peers, own offers, order book and
+// appliances as JSON, and its Prometheus metrics, behind a bearer token; and
+// the client that the CLI and the test network use to talk to it.
+//
+// Appliance files travel through it as streams, never held in memory: an
+// import is the raw request body, a fetch answers with NDJSON progress lines
+// and a last line with the outcome, and content is read with range
+// requests. These routes move the connection's deadlines forward while
+// bytes flow, so they last as long as their transfer.
 //
 // The node implements Backend and starts a Server with its token from the
 // home directory. Every route is listed once, in Routes; docs/openapi.yaml

@@ -13,12 +13,16 @@ const (
 	CodeNotFound         = "not_found"              // 404: no such route or object
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
 	CodeConflict         = "conflict"               // 409: the state forbids it (offer already withdrawn)
-	CodeTooLarge         = "too_large"              // 413: body over the limit
+	CodeTooLarge         = "too_large"              // 413: body or appliance over the limit
 	CodeUnsupportedMedia = "unsupported_media_type" // 415: body is not JSON
 	CodePeerUnreachable  = "peer_unreachable"       // 502: a peer could not be dialled
 	CodeTimeout          = "timeout"                // 504: the node took too long
 	CodeInternal         = "internal"               // 500: a bug or a failure inside the node
 	CodeUnavailable      = "unavailable"            // 503: the node is stopping, or the request was cancelled
+	CodeStalled          = "stalled"                // 504: a transfer stopped: no block arrived for a while
+	CodeCorrupt          = "corrupt"                // 502: a peer sent bytes that do not match their CID
+	CodeMalformed        = "malformed"              // 502: the content is not a well-formed appliance DAG
+	CodeNotPinned        = "not_pinned"             // 409: no pin of the reason given
 )
 
 // ErrNotFound is what a Backend may wrap when the object asked for does not

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spotmesh/spotmesh/node/appliance"
 	"github.com/spotmesh/spotmesh/node/offers"
 	"github.com/spotmesh/spotmesh/protocol"
 )
@@ -29,11 +30,12 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 func (s *Server) identity(w http.ResponseWriter, r *http.Request) {
 	id := s.b.Identity()
 	resp := IDResponse{
-		PeerID:  id.PeerID,
-		Addrs:   orEmpty(id.Addrs),
-		APIAddr: id.APIAddr,
-		Version: id.Version,
-		Started: utc(id.Started),
+		PeerID:      id.PeerID,
+		Addrs:       orEmpty(id.Addrs),
+		APIAddr:     id.APIAddr,
+		GatewayAddr: id.GatewayAddr,
+		Version:     id.Version,
+		Started:     utc(id.Started),
 	}
 	if resp.APIAddr == "" {
 		resp.APIAddr = s.Addr()
@@ -154,6 +156,22 @@ func (s *Server) mapError(op string, err error) *Error {
 		return errorf(http.StatusConflict, CodeConflict, "%s: %v", op, err)
 	case errors.Is(err, protocol.ErrInvalid), errors.Is(err, protocol.ErrFarFuture):
 		return errorf(http.StatusBadRequest, CodeBadRequest, "%s: %v", op, err)
+	case errors.Is(err, appliance.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%s: %v", op, err)
+	case errors.Is(err, appliance.ErrCorrupt):
+		return errorf(http.StatusBadGateway, CodeCorrupt, "%s: %v: no honest peer had the block; name another peer that holds it", op, err)
+	case errors.Is(err, appliance.ErrMalformed):
+		return errorf(http.StatusBadGateway, CodeMalformed, "%s: %v: this CID does not name an appliance file", op, err)
+	case errors.Is(err, appliance.ErrStalled):
+		return errorf(http.StatusGatewayTimeout, CodeStalled, "%s: %v: check that a peer holding it is up and name it; blocks that arrived are kept, so trying again resumes", op, err)
+	case errors.Is(err, appliance.ErrNotPinned):
+		return errorf(http.StatusConflict, CodeNotPinned, "%s: %v", op, err)
+	case errors.Is(err, appliance.ErrNotFound):
+		return errorf(http.StatusNotFound, CodeNotFound, "%s: %v", op, err)
+	case errors.Is(err, appliance.ErrInvalid):
+		return errorf(http.StatusBadRequest, CodeBadRequest, "%s: %v", op, err)
+	case errors.Is(err, appliance.ErrNotStarted), errors.Is(err, appliance.ErrClosed):
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "%s: %v: the node is starting or stopping; try again", op, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return errorf(http.StatusGatewayTimeout, CodeTimeout, "%s: took too long: %v: try again; if it persists, check the node's log", op, err)
 	case errors.Is(err, context.Canceled):

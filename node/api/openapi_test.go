@@ -79,9 +79,15 @@ type apiCase struct {
 	method string
 	target string // path and query
 	body   string
-	ctype  string // default application/json when body is set
+	ctype  string // default application/json when body is set; "-" sends none
 	token  string // "" means the right token; "-" means none
+	header map[string]string
 	setup  func(*apitest.Fake)
+	// setupT runs in the case's own test, for what needs its cleanup
+	// (an appliance service).
+	setupT func(*testing.T, *apitest.Fake)
+	// config changes the server's config.
+	config func(*api.Config)
 
 	wantStatus int
 	wantCode   string // for errors
@@ -273,7 +279,7 @@ func unauthorizedCases() []apiCase {
 		if r.Public {
 			continue
 		}
-		target := strings.ReplaceAll(r.Path, "{key}", "k1")
+		target := strings.ReplaceAll(strings.ReplaceAll(r.Path, "{key}", "k1"), "{cid}", testApplianceCID)
 		for _, tok := range []string{"-", "Bearer wrong-token-0123456789abcdef", "Basic " + apitest.Token, "Bearer", "bearer " + apitest.Token + "x"} {
 			c := apiCase{name: r.String() + " token " + tok, method: r.Method, target: target, token: tok,
 				wantStatus: 401, wantCode: api.CodeUnauthorized, reqInvalid: true}
@@ -291,26 +297,38 @@ func unauthorizedCases() []apiCase {
 // route has at least one successful case.
 func TestOpenAPIConformance(t *testing.T) {
 	_, router := loadSpec(t)
+	registerNDJSON()
 	served := map[string]bool{}
-	for _, c := range append(apiCases(t), unauthorizedCases()...) {
+	cases := append(apiCases(t), applianceCases(t)...)
+	for _, c := range append(cases, unauthorizedCases()...) {
 		t.Run(c.name, func(t *testing.T) {
 			f := apitest.NewFake(t)
+			if c.setupT != nil {
+				c.setupT(t, f)
+			}
 			if c.setup != nil {
 				c.setup(f)
 			}
-			s := api.New(api.Config{Addr: "127.0.0.1:0", Token: apitest.Token}, f)
+			cfg := api.Config{Addr: "127.0.0.1:0", Token: apitest.Token}
+			if c.config != nil {
+				c.config(&cfg)
+			}
+			s := api.New(cfg, f)
 			newReq := func() *http.Request {
 				var body io.Reader
 				if c.body != "" {
 					body = strings.NewReader(c.body)
 				}
 				req := httptest.NewRequest(c.method, testBase+c.target, body)
-				if c.body != "" {
+				if c.body != "" && c.ctype != "-" {
 					ct := c.ctype
 					if ct == "" {
 						ct = "application/json"
 					}
 					req.Header.Set("Content-Type", ct)
+				}
+				for k, v := range c.header {
+					req.Header.Set(k, v)
 				}
 				switch c.token {
 				case "":

@@ -25,19 +25,27 @@ type Config struct {
 	Token string
 	// Logger receives one debug line per request and errors; nil discards.
 	Logger *slog.Logger
-	// MaxBodyBytes caps a request body; 0 means DefaultMaxBodyBytes.
+	// MaxBodyBytes caps a JSON request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxApplianceBytes caps the file of an appliance import, which is
+	// streamed and never held in memory; 0 means DefaultMaxApplianceBytes.
+	// Set it to the appliance service's MaxSize.
+	MaxApplianceBytes uint64
 	// ShutdownTimeout bounds how long Close waits for requests in flight;
 	// 0 means 5s. Requests still running then are cut off.
 	ShutdownTimeout time.Duration
 }
 
-// DefaultMaxBodyBytes is the default cap on a request body.
+// DefaultMaxBodyBytes is the default cap on a JSON request body.
 const DefaultMaxBodyBytes = 64 << 10
+
+// DefaultMaxApplianceBytes is the default cap on an imported appliance:
+// 64 GiB, the appliance service's default MaxSize.
+const DefaultMaxApplianceBytes uint64 = 64 << 30
 
 // DefaultConfig listens on a free loopback port. The token must be set.
 func DefaultConfig() Config {
-	return Config{Addr: "127.0.0.1:0", MaxBodyBytes: DefaultMaxBodyBytes, ShutdownTimeout: 5 * time.Second}
+	return Config{Addr: "127.0.0.1:0", MaxBodyBytes: DefaultMaxBodyBytes, MaxApplianceBytes: DefaultMaxApplianceBytes, ShutdownTimeout: 5 * time.Second}
 }
 
 // Validate names the first bad field.
@@ -104,6 +112,14 @@ func routeTable() []route {
 		{Route{"DELETE", "/v1/offers/{key}", false}, (*Server).withdrawOffer},
 		{Route{"GET", "/v1/book", false}, (*Server).book},
 		{Route{"GET", "/metrics", false}, (*Server).metrics},
+		{Route{"POST", "/v1/appliances", false}, (*Server).importAppliance},
+		{Route{"GET", "/v1/appliances", false}, (*Server).listAppliances},
+		{Route{"POST", "/v1/appliances/gc", false}, (*Server).gcAppliances},
+		{Route{"GET", "/v1/appliances/{cid}", false}, (*Server).getAppliance},
+		{Route{"DELETE", "/v1/appliances/{cid}", false}, (*Server).removeAppliance},
+		{Route{"POST", "/v1/appliances/{cid}/fetch", false}, (*Server).fetchAppliance},
+		{Route{"GET", "/v1/appliances/{cid}/content", false}, (*Server).applianceContent},
+		{Route{"POST", "/v1/appliances/{cid}/pin", false}, (*Server).pinAppliance},
 	}
 }
 
@@ -137,6 +153,9 @@ type Server struct {
 func New(cfg Config, b Backend) *Server {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxApplianceBytes == 0 {
+		cfg.MaxApplianceBytes = DefaultMaxApplianceBytes
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 5 * time.Second

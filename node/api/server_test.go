@@ -211,6 +211,10 @@ func TestNotFoundAndMethodNotAllowed(t *testing.T) {
 		{"PUT", "/v1/offers", 405, api.CodeMethodNotAllowed, "POST, GET"},
 		{"POST", "/v1/id", 405, api.CodeMethodNotAllowed, "GET"},
 		{"GET", "/v1/offers/k1", 405, api.CodeMethodNotAllowed, "DELETE"},
+		{"PUT", "/v1/appliances", 405, api.CodeMethodNotAllowed, "POST, GET"},
+		{"GET", "/v1/appliances/gc", 400, api.CodeBadRequest, ""}, // a CID named gc
+		{"GET", "/v1/appliances/" + testApplianceCID + "/pin", 405, api.CodeMethodNotAllowed, "POST"},
+		{"PUT", "/v1/appliances/" + testApplianceCID, 405, api.CodeMethodNotAllowed, "GET, DELETE"},
 	} {
 		req, _ := http.NewRequest(tc.method, "http://"+s.Addr()+tc.path, nil)
 		req.Header.Set("Authorization", "Bearer "+apitest.Token)

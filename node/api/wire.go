@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spotmesh/spotmesh/node/appliance"
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
 	"github.com/spotmesh/spotmesh/protocol"
@@ -54,10 +55,13 @@ type Health struct {
 type IDResponse struct {
 	PeerID peer.ID `json:"peer_id"`
 	// Addrs are the p2p multiaddrs, each ending in /p2p/<peer id>.
-	Addrs   []string  `json:"addrs,omitempty"`
-	APIAddr string    `json:"api_addr,omitempty"`
-	Version string    `json:"version,omitempty"`
-	Started time.Time `json:"started,omitzero"`
+	Addrs   []string `json:"addrs,omitempty"`
+	APIAddr string   `json:"api_addr,omitempty"`
+	// GatewayAddr is the host:port of the node's read-only appliance
+	// gateway (GET http://<gateway_addr>/ipfs/<cid>).
+	GatewayAddr string    `json:"gateway_addr,omitempty"`
+	Version     string    `json:"version,omitempty"`
+	Started     time.Time `json:"started,omitzero"`
 }
 
 // Peer is one connected peer.
@@ -360,4 +364,85 @@ func (s OfferSpec) Spec() (offers.Spec, error) {
 		TTL:              s.TTL.Std(),
 		Until:            utc(s.Until),
 	}, nil
+}
+
+// Appliance is what the node knows of one appliance: the body of
+// GET /v1/appliances/{cid} and of the answers of import, pin and unpin.
+type Appliance struct {
+	// CID is the root of the appliance's DAG.
+	CID string `json:"cid"`
+	// Name and Format are as given at import or fetch; empty when unknown.
+	Name   string `json:"name"`
+	Format string `json:"format"`
+	// Size is the file's size in bytes.
+	Size uint64 `json:"size"`
+	// Pinned: some pin holds the appliance, so GC keeps it and the gateway
+	// serves it. Pins lists the pins' reasons ("add", "get", "lease:<id>").
+	Pinned bool     `json:"pinned"`
+	Pins   []string `json:"pins"`
+	// Added is when the node first imported or fetched it.
+	Added time.Time `json:"added"`
+}
+
+// AppliancesResponse is the body of GET /v1/appliances.
+type AppliancesResponse struct {
+	Appliances []Appliance `json:"appliances"`
+}
+
+// FetchRequest is the body of POST /v1/appliances/{cid}/fetch.
+type FetchRequest struct {
+	// Peers are multiaddrs ending in /p2p/<peer id> of nodes that hold the
+	// appliance (any IPFS node will do); with none, the node asks the DHT.
+	Peers []string `json:"peers,omitempty"`
+	// MaxSize is the largest appliance accepted, in bytes; 0 means the
+	// node's limit. The fetch stops as soon as the bytes received pass it.
+	MaxSize uint64 `json:"max_size,omitempty"`
+	// Transport is auto (the default), bitswap or stream.
+	Transport string `json:"transport,omitempty"`
+	// Name and Format name the appliance if the node has no record of it.
+	Name   string `json:"name,omitempty"`
+	Format string `json:"format,omitempty"`
+}
+
+// FetchEvent is one line of the answer to POST /v1/appliances/{cid}/fetch,
+// a stream of JSON objects, one a line (NDJSON): progress lines, then one
+// last line that carries Info (done) or Error (failed).
+type FetchEvent struct {
+	// Done is the file bytes held so far; Total the size the root
+	// declares, 0 until the root has arrived.
+	Done  uint64 `json:"done"`
+	Total uint64 `json:"total"`
+	// Info is set on the last line of a fetch that succeeded.
+	Info *Appliance `json:"info,omitempty"`
+	// Error is set on the last line of a fetch that failed.
+	Error *StreamError `json:"error,omitempty"`
+}
+
+// StreamError is an error inside a streamed answer, whose HTTP status
+// was sent before the error happened.
+type StreamError struct {
+	// Message says what was wrong and what to do.
+	Message string `json:"message"`
+	// Code is one of the Code constants.
+	Code string `json:"code"`
+	// Status is the HTTP status the error would have had as an answer.
+	Status int `json:"status"`
+}
+
+// GCResponse is the answer to POST /v1/appliances/gc.
+type GCResponse struct {
+	// Freed is the bytes of blocks removed.
+	Freed uint64 `json:"freed"`
+}
+
+func applianceJSON(i appliance.Info) Appliance {
+	return Appliance{
+		CID:    cidString(i.CID),
+		Name:   i.Name,
+		Format: i.Format,
+		Size:   i.Size,
+		Pinned: i.Pinned,
+		Pins:   orEmpty(i.Pins),
+		Added:  utc(i.Added),
+	}
 }

@@ -4,16 +4,23 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/filecoin-project/go-clock"
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spotmesh/spotmesh/node/api"
+	"github.com/spotmesh/spotmesh/node/appliance"
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
 	"github.com/spotmesh/spotmesh/protocol"
@@ -33,7 +40,8 @@ type Fake struct {
 	Now time.Time
 	// Registry backs Gatherer; it holds one counter, spotmesh_test_total = 1.
 	Registry *prometheus.Registry
-	// Appl backs Appliances: a real appliance service, or nil.
+	// Appl backs Appliances: a real appliance service (NewAppliances
+	// makes one), or nil for a node without one. Set it before serving.
 	Appl api.Appliances
 
 	mu         sync.Mutex // guards the fields below
@@ -264,3 +272,47 @@ func Serve(t testing.TB, b api.Backend) *api.Server {
 
 // Appliances implements api.Backend.
 func (f *Fake) Appliances() api.Appliances { return f.Appl }
+
+// NewMocknet makes a libp2p mocknet, an in-process network without
+// sockets, closed when the test ends. Hosts of one mocknet reach each
+// other once linked (LinkAll).
+func NewMocknet(t testing.TB) mocknet.Mocknet {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	return mn
+}
+
+// NewAppliances makes a started appliance service over an in-memory
+// datastore and a new host of mn, and closes it when the test ends,
+// before mn closes. Its config is appliance.DefaultConfig without DHT
+// announcements and with a 2s idle timeout; tweak, if not nil, changes it.
+// It returns the host too, whose addresses other services fetch from.
+func NewAppliances(t testing.TB, mn mocknet.Mocknet, tweak func(*appliance.Config)) (*appliance.Service, host.Host) {
+	t.Helper()
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := appliance.DefaultConfig()
+	cfg.Provide = false
+	cfg.IdleTimeout = 2 * time.Second
+	cfg.ConnectTimeout = 2 * time.Second
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	ds := dssync.MutexWrap(datastore.NewMapDatastore())
+	s, err := appliance.New(cfg, h, ds, nil, clock.New(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("appliance service close: %v", err)
+		}
+	})
+	return s, h
+}
