@@ -29,6 +29,7 @@ type nodeFlags struct {
 	bootstrap *[]string
 	mdns      *bool
 	dhtMode   *string
+	gateway   *string
 }
 
 func addNodeFlags(f *flags) *nodeFlags {
@@ -39,6 +40,7 @@ func addNodeFlags(f *flags) *nodeFlags {
 		bootstrap: f.list("bootstrap", "a bootstrap peer's `multiaddr` ending in /p2p/<peer id>, repeatable"),
 		mdns:      f.boolean("mdns", false, "discover peers on the local network by multicast DNS"),
 		dhtMode:   f.str("dht-mode", "", "DHT `mode`: auto, server or client (default auto)"),
+		gateway:   f.str("gateway", "", "the appliance gateway's `host:port`, on loopback (default 127.0.0.1:0, a free port)"),
 	}
 }
 
@@ -57,6 +59,11 @@ func (n *nodeFlags) check() error {
 	if n.f.isSet("api") {
 		if err := api.CheckLoopback(*n.api); err != nil {
 			return usagef("--api %v", err)
+		}
+	}
+	if n.f.isSet("gateway") {
+		if err := api.CheckLoopback(*n.gateway); err != nil {
+			return usagef("--gateway %v", err)
 		}
 	}
 	if n.f.isSet("dht-mode") {
@@ -85,6 +92,9 @@ func (n *nodeFlags) apply(cfg *node.Config) {
 	}
 	if n.f.isSet("dht-mode") {
 		cfg.DHTMode = *n.dhtMode
+	}
+	if n.f.isSet("gateway") {
+		cfg.Gateway = *n.gateway
 	}
 }
 
@@ -224,6 +234,9 @@ func (c *cli) printID(id api.IDResponse) error {
 	fmt.Fprintf(w, "peer id:\t%s\n", id.PeerID)
 	if id.APIAddr != "" {
 		fmt.Fprintf(w, "api:\t%s\n", id.APIAddr)
+	}
+	if id.GatewayAddr != "" {
+		fmt.Fprintf(w, "gateway:\t%s\n", id.GatewayAddr)
 	}
 	if id.Version != "" {
 		fmt.Fprintf(w, "version:\t%s\n", id.Version)
