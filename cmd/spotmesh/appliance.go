@@ -32,70 +32,6 @@ func applianceVerbs() []verb {
 	}
 }
 
-var applianceAliases = map[string]string{"list": "ls", "remove": "rm", "import": "add", "fetch": "get"}
-
-func cmdAppliance(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 {
-		return usagef("want a sub-verb: add, ls, get, pin, rm or gc; run 'spotmesh help appliance'")
-	}
-	name := args[0]
-	if a, ok := applianceAliases[name]; ok {
-		name = a
-	}
-	if name == "-h" || name == "--help" || name == "-help" {
-		return errHelp
-	}
-	for _, v := range applianceVerbs() {
-		if v.name == name {
-			if err := v.run(ctx, c, args[1:]); err != nil {
-				if err == errHelp {
-					c.applianceHelp(name)
-					return nil
-				}
-				return subError{name, err}
-			}
-			return nil
-		}
-	}
-	return usagef("unknown sub-verb %q: want add, ls, get, pin, rm or gc", args[0])
-}
-
-// applianceHelp prints the help of 'appliance NAME'.
-func (c *cli) applianceHelp(name string) int {
-	if a, ok := applianceAliases[name]; ok {
-		name = a
-	}
-	for _, v := range applianceVerbs() {
-		if v.name != name {
-			continue
-		}
-		fmt.Fprintf(c.stdout, "usage: spotmesh appliance %s %s\n\n%s\n", v.name, v.args, v.summary)
-		var f *flags
-		switch v.name {
-		case "add":
-			f, _ = applianceAddFlags()
-		case "get":
-			f, _ = applianceGetFlags()
-		}
-		if f != nil {
-			fmt.Fprint(c.stdout, "\nflags:\n")
-			f.printDefaults(c.stdout)
-		}
-		fmt.Fprint(c.stdout, "\n"+globalHelp)
-		return exitOK
-	}
-	return c.fail("help appliance", usagef("unknown sub-verb %q: want add, ls, get, pin, rm or gc", name))
-}
-
-// printApplianceVerbs lists the sub-verbs, for 'help appliance'.
-func (c *cli) printApplianceVerbs() {
-	for _, s := range applianceVerbs() {
-		fmt.Fprintf(c.stdout, "  spotmesh appliance %s %s\n      %s\n", s.name, s.args, s.summary)
-	}
-	fmt.Fprint(c.stdout, "\nRun 'spotmesh help appliance add' (or get) for its flags.\n")
-	fmt.Fprint(c.stdout, "A progress bar shows on stderr when it is a terminal (--progress forces it); otherwise one line at the end.\n")
-}
-
 // applianceAdd holds the flags of 'appliance add'.
 type applianceAdd struct {
 	name, format *string
@@ -134,8 +70,12 @@ func applianceGetFlags() (*flags, *applianceGet) {
 	return f, g
 }
 
-// cidArg reads the one CID argument of a sub-verb.
-func cidArg(pos []string) (string, error) {
+// cidArg parses the flags of a sub-verb and reads its one CID argument.
+func cidArg(f *flags, args []string) (string, error) {
+	pos, err := f.parse(args)
+	if err != nil {
+		return "", err
+	}
 	if len(pos) != 1 {
 		return "", usagef("want one appliance CID, as 'spotmesh appliance add' printed it or 'spotmesh appliance ls' lists it")
 	}
@@ -227,21 +167,12 @@ func cmdApplianceAdd(ctx context.Context, c *cli, args []string) error {
 
 func cmdApplianceLs(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("appliance ls")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	cl, addr, err := c.client()
+	list, err := call(c, func(cl *api.Client) ([]api.Appliance, error) { return cl.Appliances(ctx) })
 	if err != nil {
 		return err
-	}
-	defer cl.CloseIdleConnections()
-	list, err := cl.Appliances(ctx)
-	if err != nil {
-		return c.apiError(addr, err)
 	}
 	if c.json {
 		return c.printJSON(api.AppliancesResponse{Appliances: list})
@@ -272,11 +203,7 @@ func orDash(s string) string {
 
 func cmdApplianceGet(ctx context.Context, c *cli, args []string) error {
 	f, g := applianceGetFlags()
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	id, err := cidArg(pos)
+	id, err := cidArg(f, args)
 	if err != nil {
 		return err
 	}
@@ -411,25 +338,19 @@ func (c *cli) writeContent(ctx context.Context, cl *api.Client, addr string, inf
 
 func cmdAppliancePin(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("appliance pin")
-	pos, err := f.parse(args)
+	id, err := cidArg(f, args)
 	if err != nil {
 		return err
 	}
-	id, err := cidArg(pos)
-	if err != nil {
-		return err
-	}
-	cl, addr, err := c.client()
-	if err != nil {
-		return err
-	}
-	defer cl.CloseIdleConnections()
-	info, err := cl.PinAppliance(ctx, id, "")
-	if err != nil {
+	info, err := call(c, func(cl *api.Client) (api.Appliance, error) {
+		info, err := cl.PinAppliance(ctx, id, "")
 		if api.IsCode(err, api.CodeNotFound) {
-			return fmt.Errorf("%s is not (wholly) on this node: fetch it with 'spotmesh appliance get %s', which pins it", id, id)
+			return info, fmt.Errorf("%s is not (wholly) on this node: fetch it with 'spotmesh appliance get %s', which pins it", id, id)
 		}
-		return c.apiError(addr, err)
+		return info, err
+	})
+	if err != nil {
+		return err
 	}
 	if c.json {
 		return c.printJSON(info)
@@ -440,25 +361,19 @@ func cmdAppliancePin(ctx context.Context, c *cli, args []string) error {
 
 func cmdApplianceRm(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("appliance rm")
-	pos, err := f.parse(args)
+	id, err := cidArg(f, args)
 	if err != nil {
 		return err
 	}
-	id, err := cidArg(pos)
-	if err != nil {
-		return err
-	}
-	cl, addr, err := c.client()
-	if err != nil {
-		return err
-	}
-	defer cl.CloseIdleConnections()
-	info, err := cl.RemoveAppliance(ctx, id)
-	if err != nil {
+	info, err := call(c, func(cl *api.Client) (api.Appliance, error) {
+		info, err := cl.RemoveAppliance(ctx, id)
 		if api.IsCode(err, api.CodeNotFound) {
-			return fmt.Errorf("no appliance %s on this node: 'spotmesh appliance ls' lists them", id)
+			return info, fmt.Errorf("no appliance %s on this node: 'spotmesh appliance ls' lists them", id)
 		}
-		return c.apiError(addr, err)
+		return info, err
+	})
+	if err != nil {
+		return err
 	}
 	if c.json {
 		return c.printJSON(info)
@@ -473,21 +388,12 @@ func cmdApplianceRm(ctx context.Context, c *cli, args []string) error {
 
 func cmdApplianceGC(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("appliance gc")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	cl, addr, err := c.client()
+	freed, err := call(c, func(cl *api.Client) (uint64, error) { return cl.GCAppliances(ctx) })
 	if err != nil {
 		return err
-	}
-	defer cl.CloseIdleConnections()
-	freed, err := cl.GCAppliances(ctx)
-	if err != nil {
-		return c.apiError(addr, err)
 	}
 	if c.json {
 		return c.printJSON(api.GCResponse{Freed: freed})

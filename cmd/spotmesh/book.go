@@ -44,11 +44,7 @@ func bookFlags() (*flags, *api.BookQuery) {
 
 func cmdBook(ctx context.Context, c *cli, args []string) error {
 	f, q := bookFlags()
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
 	// The node checks the query too; checking here names the flag and
@@ -65,14 +61,9 @@ func cmdBook(ctx context.Context, c *cli, args []string) error {
 		}
 		return usageError{err}
 	}
-	cl, addr, err := c.client()
+	book, err := call(c, func(cl *api.Client) (api.BookResponse, error) { return cl.Book(ctx, *q) })
 	if err != nil {
 		return err
-	}
-	defer cl.CloseIdleConnections()
-	book, err := cl.Book(ctx, *q)
-	if err != nil {
-		return c.apiError(addr, err)
 	}
 	if c.json {
 		return c.printJSON(book)

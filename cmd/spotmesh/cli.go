@@ -97,9 +97,9 @@ func verbs() []verb {
 		{"id", "", "show the node's peer ID and addresses", cmdID},
 		{"peers", "", "list connected peers", cmdPeers},
 		{"connect", "MULTIADDR", "connect to a peer at a multiaddr ending in /p2p/<peer id>", cmdConnect},
-		{"offer", "add|ls|rm ...", "add, list and withdraw this node's offers", cmdOffer},
+		{"offer", "add|ls|rm ...", "add, list and withdraw this node's offers", offerGroup.run},
 		{"book", "[--region R] [--vcpu '>=4'] [--mem '>=8GiB'] [--max-price 0.05USD/h] ...", "query the order book", cmdBook},
-		{"appliance", "add|ls|get|pin|rm|gc ...", "import, fetch, list, pin and remove appliances (content-addressed VM images)", cmdAppliance},
+		{"appliance", "add|ls|get|pin|rm|gc ...", "import, fetch, list, pin and remove appliances (content-addressed VM images)", applianceGroup.run},
 		{"version", "", "show the build's version", cmdVersion},
 		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local nodes and show a buyer's book", cmdDemo},
 
@@ -110,8 +110,8 @@ func verbs() []verb {
 	}
 }
 
-func lookupVerb(name string) (verb, bool) {
-	for _, v := range verbs() {
+func lookupVerb(vs []verb, name string) (verb, bool) {
+	for _, v := range vs {
 		if v.name == name {
 			return v, true
 		}
@@ -137,7 +137,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	if strings.HasPrefix(name, "-") {
 		return c.fail("", usagef("unknown flag %s: the global flags are --home DIR, --json and --log-level LEVEL; run 'spotmesh help'", name))
 	}
-	v, ok := lookupVerb(name)
+	v, ok := lookupVerb(verbs(), name)
 	if !ok {
 		return c.fail("", usagef("unknown verb %q: run 'spotmesh help' for the list", name))
 	}
@@ -264,31 +264,25 @@ func (c *cli) help(args []string) int {
 		c.usage(c.stdout)
 		return exitOK
 	}
-	v, ok := lookupVerb(args[0])
+	v, ok := lookupVerb(verbs(), args[0])
 	if !ok {
 		return c.fail("help", usagef("unknown verb %q: run 'spotmesh help' for the list", args[0]))
 	}
-	if v.name == "offer" && len(args) > 1 {
-		return c.offerHelp(args[1])
-	}
-	if v.name == "appliance" && len(args) > 1 {
-		return c.applianceHelp(args[1])
+	for _, g := range groups() {
+		if g.name == v.name && len(args) > 1 {
+			return c.subHelp(g, args[1])
+		}
 	}
 	fmt.Fprintf(c.stdout, "usage: spotmesh %s %s\n\n%s\n", v.name, v.args, v.summary)
 	if f := verbFlags(v.name); f != nil {
 		fmt.Fprint(c.stdout, "\nflags:\n")
 		f.printDefaults(c.stdout)
 	}
-	if v.name == "offer" {
-		fmt.Fprint(c.stdout, "\n")
-		for _, s := range offerVerbs() {
-			fmt.Fprintf(c.stdout, "  spotmesh offer %s %s\n      %s\n", s.name, s.args, s.summary)
+	for _, g := range groups() {
+		if g.name == v.name {
+			fmt.Fprint(c.stdout, "\n")
+			c.printSubVerbs(g)
 		}
-		fmt.Fprint(c.stdout, "\nRun 'spotmesh help offer add' for its flags.\n")
-	}
-	if v.name == "appliance" {
-		fmt.Fprint(c.stdout, "\n")
-		c.printApplianceVerbs()
 	}
 	fmt.Fprint(c.stdout, "\n"+globalHelp)
 	return exitOK

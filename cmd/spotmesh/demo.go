@@ -19,11 +19,7 @@ func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	sellers := f.uint32("sellers", 3, "number of sellers")
 	buyers := f.uint32("buyers", 1, "number of buyers")
 	once := f.boolean("once", false, "tear the market down at the end instead of waiting for Ctrl-C")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
 	if *sellers < 1 || *buyers < 1 || *sellers+*buyers > 64 {

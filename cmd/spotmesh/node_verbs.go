@@ -108,11 +108,7 @@ type initResult struct {
 func cmdInit(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("init")
 	nf := addNodeFlags(f)
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
 	if err := nf.check(); err != nil {
@@ -156,11 +152,7 @@ func cmdInit(ctx context.Context, c *cli, args []string) error {
 func cmdRun(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("run")
 	nf := addNodeFlags(f)
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
 	if err := nf.check(); err != nil {
@@ -190,22 +182,12 @@ func cmdRun(ctx context.Context, c *cli, args []string) error {
 
 func cmdID(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("id")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	cl, addr, err := c.client()
+	id, err := call(c, func(cl *api.Client) (api.IDResponse, error) { return cl.Identity(ctx) })
 	if err == nil {
-		defer cl.CloseIdleConnections()
-		var id api.IDResponse
-		id, err = cl.Identity(ctx)
-		err = c.apiError(addr, err)
-		if err == nil {
-			return c.printID(id)
-		}
+		return c.printID(id)
 	}
 	var ue unreachableError
 	if !errors.As(err, &ue) {
@@ -256,21 +238,12 @@ func (c *cli) printID(id api.IDResponse) error {
 
 func cmdPeers(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("peers")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	cl, addr, err := c.client()
+	ps, err := call(c, func(cl *api.Client) ([]api.Peer, error) { return cl.Peers(ctx) })
 	if err != nil {
 		return err
-	}
-	defer cl.CloseIdleConnections()
-	ps, err := cl.Peers(ctx)
-	if err != nil {
-		return c.apiError(addr, err)
 	}
 	if c.json {
 		return c.printJSON(api.PeersResponse{Peers: ps})
@@ -303,14 +276,9 @@ func cmdConnect(ctx context.Context, c *cli, args []string) error {
 	if _, err := peer.AddrInfoFromString(pos[0]); err != nil {
 		return usagef("%q: want a multiaddr ending in /p2p/<peer id>, like /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...", pos[0])
 	}
-	cl, addr, err := c.client()
+	r, err := call(c, func(cl *api.Client) (api.ConnectResponse, error) { return cl.Connect(ctx, pos[0]) })
 	if err != nil {
 		return err
-	}
-	defer cl.CloseIdleConnections()
-	r, err := cl.Connect(ctx, pos[0])
-	if err != nil {
-		return c.apiError(addr, err)
 	}
 	if c.json {
 		return c.printJSON(r)
@@ -353,11 +321,7 @@ func buildVersion() versionInfo {
 
 func cmdVersion(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("version")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
 	v := buildVersion()

@@ -21,54 +21,6 @@ func offerVerbs() []verb {
 	}
 }
 
-var offerAliases = map[string]string{"list": "ls", "withdraw": "rm", "remove": "rm"}
-
-func cmdOffer(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 {
-		return usagef("want a sub-verb: add, ls or rm; run 'spotmesh help offer'")
-	}
-	name := args[0]
-	if a, ok := offerAliases[name]; ok {
-		name = a
-	}
-	if name == "-h" || name == "--help" || name == "-help" {
-		return errHelp
-	}
-	for _, v := range offerVerbs() {
-		if v.name == name {
-			if err := v.run(ctx, c, args[1:]); err != nil {
-				if err == errHelp {
-					c.offerHelp(name)
-					return nil
-				}
-				return subError{name, err}
-			}
-			return nil
-		}
-	}
-	return usagef("unknown sub-verb %q: want add, ls or rm", args[0])
-}
-
-func (c *cli) offerHelp(name string) int {
-	if a, ok := offerAliases[name]; ok {
-		name = a
-	}
-	for _, v := range offerVerbs() {
-		if v.name != name {
-			continue
-		}
-		fmt.Fprintf(c.stdout, "usage: spotmesh offer %s %s\n\n%s\n", v.name, v.args, v.summary)
-		if v.name == "add" {
-			f, _ := offerAddFlags()
-			fmt.Fprint(c.stdout, "\nflags:\n")
-			f.printDefaults(c.stdout)
-		}
-		fmt.Fprint(c.stdout, "\n"+globalHelp)
-		return exitOK
-	}
-	return c.fail("help offer", usagef("unknown sub-verb %q: want add, ls or rm", name))
-}
-
 // offerAdd holds the flags of 'offer add'.
 type offerAdd struct {
 	key, region, profile, gpuModel, arch, until *string
@@ -189,25 +141,16 @@ func (o *offerAdd) spec(f *flags, now time.Time) (api.OfferSpec, error) {
 
 func cmdOfferAdd(ctx context.Context, c *cli, args []string) error {
 	f, o := offerAddFlags()
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
 	spec, err := o.spec(f, c.now())
 	if err != nil {
 		return err
 	}
-	cl, addr, err := c.client()
+	st, err := call(c, func(cl *api.Client) (api.OfferStatus, error) { return cl.AddOffer(ctx, spec) })
 	if err != nil {
 		return err
-	}
-	defer cl.CloseIdleConnections()
-	st, err := cl.AddOffer(ctx, spec)
-	if err != nil {
-		return c.apiError(addr, err)
 	}
 	if c.json {
 		return c.printJSON(st)
@@ -218,21 +161,12 @@ func cmdOfferAdd(ctx context.Context, c *cli, args []string) error {
 
 func cmdOfferLs(ctx context.Context, c *cli, args []string) error {
 	f := newFlags("offer ls")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	cl, addr, err := c.client()
+	list, err := call(c, func(cl *api.Client) ([]api.OfferStatus, error) { return cl.Offers(ctx) })
 	if err != nil {
 		return err
-	}
-	defer cl.CloseIdleConnections()
-	list, err := cl.Offers(ctx)
-	if err != nil {
-		return c.apiError(addr, err)
 	}
 	if c.json {
 		return c.printJSON(api.OffersResponse{Offers: list})
@@ -268,17 +202,15 @@ func cmdOfferRm(ctx context.Context, c *cli, args []string) error {
 	if protocol.ValidateName("key", key) != nil {
 		return usagef("%q: want an offer key as 'spotmesh offer ls' lists it", key)
 	}
-	cl, addr, err := c.client()
+	st, err := call(c, func(cl *api.Client) (api.OfferStatus, error) {
+		st, err := cl.WithdrawOffer(ctx, key)
+		if api.IsCode(err, api.CodeNotFound) {
+			return st, fmt.Errorf("no offer with key %q on this node: 'spotmesh offer ls' lists them", key)
+		}
+		return st, err
+	})
 	if err != nil {
 		return err
-	}
-	defer cl.CloseIdleConnections()
-	st, err := cl.WithdrawOffer(ctx, key)
-	if err != nil {
-		if api.IsCode(err, api.CodeNotFound) {
-			return fmt.Errorf("no offer with key %q on this node: 'spotmesh offer ls' lists them", key)
-		}
-		return c.apiError(addr, err)
 	}
 	if c.json {
 		return c.printJSON(st)

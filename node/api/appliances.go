@@ -54,6 +54,33 @@ func (s *Server) appliances() (Appliances, *Error) {
 	return a, nil
 }
 
+// applianceRequest returns the appliance service after checking that the
+// query holds only the allowed parameters; on a failure it writes the
+// error and returns false.
+func (s *Server) applianceRequest(w http.ResponseWriter, r *http.Request, allowed ...string) (Appliances, bool) {
+	a, e := s.appliances()
+	if e == nil {
+		e = onlyParams(r.URL.Query(), allowed...)
+	}
+	if e != nil {
+		s.writeError(w, r, e)
+		return nil, false
+	}
+	return a, true
+}
+
+// cidRequest is applianceRequest for a route with a {cid} in its path,
+// which it checks first.
+func (s *Server) cidRequest(w http.ResponseWriter, r *http.Request, allowed ...string) (cid.Cid, Appliances, bool) {
+	c, e := pathCID(r)
+	if e != nil {
+		s.writeError(w, r, e)
+		return cid.Undef, nil, false
+	}
+	a, ok := s.applianceRequest(w, r, allowed...)
+	return c, a, ok
+}
+
 // ParseApplianceCID reads the CID of an appliance: a CIDv1 (bafy...) or
 // CIDv0 (Qm...) whose codec is dag-pb, or raw for a file of one block.
 func ParseApplianceCID(s string) (cid.Cid, error) {
@@ -230,13 +257,8 @@ func (d *idleDeadline) touch() {
 }
 
 func (s *Server) listAppliances(w http.ResponseWriter, r *http.Request) {
-	a, e := s.appliances()
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	if e := onlyParams(r.URL.Query()); e != nil {
-		s.writeError(w, r, e)
+	a, ok := s.applianceRequest(w, r)
+	if !ok {
 		return
 	}
 	list, err := a.List(r.Context())
@@ -252,18 +274,8 @@ func (s *Server) listAppliances(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getAppliance(w http.ResponseWriter, r *http.Request) {
-	c, e := pathCID(r)
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	a, e := s.appliances()
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	if e := onlyParams(r.URL.Query()); e != nil {
-		s.writeError(w, r, e)
+	c, a, ok := s.cidRequest(w, r)
+	if !ok {
 		return
 	}
 	info, err := a.Get(r.Context(), c)
@@ -285,21 +297,11 @@ func (s *Server) notHere(c cid.Cid, op string, err error) *Error {
 }
 
 func (s *Server) pinAppliance(w http.ResponseWriter, r *http.Request) {
-	c, e := pathCID(r)
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	a, e := s.appliances()
-	if e != nil {
-		s.writeError(w, r, e)
+	c, a, ok := s.cidRequest(w, r, "reason")
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	if e := onlyParams(q, "reason"); e != nil {
-		s.writeError(w, r, e)
-		return
-	}
 	reason, e := reasonParam(q, appliance.ReasonGet)
 	if e != nil {
 		s.writeError(w, r, e)
@@ -318,21 +320,11 @@ func (s *Server) pinAppliance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) removeAppliance(w http.ResponseWriter, r *http.Request) {
-	c, e := pathCID(r)
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	a, e := s.appliances()
-	if e != nil {
-		s.writeError(w, r, e)
+	c, a, ok := s.cidRequest(w, r, "reason")
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	if e := onlyParams(q, "reason"); e != nil {
-		s.writeError(w, r, e)
-		return
-	}
 	reason, e := reasonParam(q, "")
 	if e != nil {
 		s.writeError(w, r, e)
@@ -360,13 +352,8 @@ func (s *Server) removeAppliance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) gcAppliances(w http.ResponseWriter, r *http.Request) {
-	a, e := s.appliances()
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	if e := onlyParams(r.URL.Query()); e != nil {
-		s.writeError(w, r, e)
+	a, ok := s.applianceRequest(w, r)
+	if !ok {
 		return
 	}
 	freed, err := a.GC(r.Context())
@@ -518,18 +505,8 @@ func (s *Server) fetchAppliance(w http.ResponseWriter, r *http.Request) {
 // with range requests (http.ServeContent): 200 with the whole file, 206
 // with a range, 416 for a range past the end.
 func (s *Server) applianceContent(w http.ResponseWriter, r *http.Request) {
-	c, e := pathCID(r)
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	a, e := s.appliances()
-	if e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	if e := onlyParams(r.URL.Query()); e != nil {
-		s.writeError(w, r, e)
+	c, a, ok := s.cidRequest(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()

@@ -54,51 +54,46 @@ func (c *Client) Health(ctx context.Context) error {
 
 // Identity asks who and where the node is.
 func (c *Client) Identity(ctx context.Context) (IDResponse, error) {
-	var r IDResponse
-	err := c.do(ctx, "GET", "/v1/id", nil, nil, &r)
-	return r, err
+	return doJSON[IDResponse](ctx, c, "GET", "/v1/id", nil, nil)
 }
 
 // Peers lists the node's connected peers.
 func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
-	var r PeersResponse
-	err := c.do(ctx, "GET", "/v1/peers", nil, nil, &r)
+	r, err := doJSON[PeersResponse](ctx, c, "GET", "/v1/peers", nil, nil)
 	return r.Peers, err
 }
 
 // Connect makes the node dial a peer at addr, a multiaddr ending in
 // /p2p/<peer id>, and returns the peer's ID.
 func (c *Client) Connect(ctx context.Context, addr string) (ConnectResponse, error) {
-	var r ConnectResponse
-	err := c.do(ctx, "POST", "/v1/peers", nil, ConnectRequest{Addr: addr}, &r)
-	return r, err
+	return doJSON[ConnectResponse](ctx, c, "POST", "/v1/peers", nil, ConnectRequest{Addr: addr})
 }
 
 // AddOffer adds, signs and publishes an offer.
 func (c *Client) AddOffer(ctx context.Context, spec OfferSpec) (OfferStatus, error) {
-	var r OfferStatus
-	err := c.do(ctx, "POST", "/v1/offers", nil, spec, &r)
-	return r, err
+	return doJSON[OfferStatus](ctx, c, "POST", "/v1/offers", nil, spec)
 }
 
 // Offers lists the node's own offers.
 func (c *Client) Offers(ctx context.Context) ([]OfferStatus, error) {
-	var r OffersResponse
-	err := c.do(ctx, "GET", "/v1/offers", nil, nil, &r)
+	r, err := doJSON[OffersResponse](ctx, c, "GET", "/v1/offers", nil, nil)
 	return r.Offers, err
 }
 
 // WithdrawOffer withdraws the node's offer with key.
 func (c *Client) WithdrawOffer(ctx context.Context, key string) (OfferStatus, error) {
-	var r OfferStatus
-	err := c.do(ctx, "DELETE", "/v1/offers/"+url.PathEscape(key), nil, nil, &r)
-	return r, err
+	return doJSON[OfferStatus](ctx, c, "DELETE", "/v1/offers/"+url.PathEscape(key), nil, nil)
 }
 
 // Book queries the node's order book.
 func (c *Client) Book(ctx context.Context, q BookQuery) (BookResponse, error) {
-	var r BookResponse
-	err := c.do(ctx, "GET", "/v1/book", q.Values(), nil, &r)
+	return doJSON[BookResponse](ctx, c, "GET", "/v1/book", q.Values(), nil)
+}
+
+// doJSON makes a request and decodes its JSON answer into a T.
+func doJSON[T any](ctx context.Context, c *Client, method, path string, q url.Values, in any) (T, error) {
+	var r T
+	err := c.do(ctx, method, path, q, in, &r)
 	return r, err
 }
 

@@ -81,16 +81,13 @@ func (p *progressReader) Read(b []byte) (int, error) {
 
 // Appliances lists the appliances the node holds, oldest first.
 func (c *Client) Appliances(ctx context.Context) ([]Appliance, error) {
-	var r AppliancesResponse
-	err := c.do(ctx, "GET", "/v1/appliances", nil, nil, &r)
+	r, err := doJSON[AppliancesResponse](ctx, c, "GET", "/v1/appliances", nil, nil)
 	return r.Appliances, err
 }
 
 // Appliance returns what the node knows of the appliance cid.
 func (c *Client) Appliance(ctx context.Context, cid string) (Appliance, error) {
-	var r Appliance
-	err := c.do(ctx, "GET", "/v1/appliances/"+url.PathEscape(cid), nil, nil, &r)
-	return r, err
+	return doJSON[Appliance](ctx, c, "GET", "/v1/appliances/"+url.PathEscape(cid), nil, nil)
 }
 
 // FetchAppliance makes the node fetch the appliance cid from the network,
@@ -211,24 +208,18 @@ func (c *Client) PinAppliance(ctx context.Context, cid, reason string) (Applianc
 	if reason != "" {
 		q = url.Values{"reason": {reason}}
 	}
-	var r Appliance
-	err := c.do(ctx, "POST", "/v1/appliances/"+url.PathEscape(cid)+"/pin", q, nil, &r)
-	return r, err
+	return doJSON[Appliance](ctx, c, "POST", "/v1/appliances/"+url.PathEscape(cid)+"/pin", q, nil)
 }
 
 // RemoveAppliance removes the user's pins ("add" and "get") of the
 // appliance cid; pins of leases stay. GC then frees its blocks.
 func (c *Client) RemoveAppliance(ctx context.Context, cid string) (Appliance, error) {
-	var r Appliance
-	err := c.do(ctx, "DELETE", "/v1/appliances/"+url.PathEscape(cid), nil, nil, &r)
-	return r, err
+	return doJSON[Appliance](ctx, c, "DELETE", "/v1/appliances/"+url.PathEscape(cid), nil, nil)
 }
 
 // UnpinAppliance removes the pin of reason from the appliance cid.
 func (c *Client) UnpinAppliance(ctx context.Context, cid, reason string) (Appliance, error) {
-	var r Appliance
-	err := c.do(ctx, "DELETE", "/v1/appliances/"+url.PathEscape(cid), url.Values{"reason": {reason}}, nil, &r)
-	return r, err
+	return doJSON[Appliance](ctx, c, "DELETE", "/v1/appliances/"+url.PathEscape(cid), url.Values{"reason": {reason}}, nil)
 }
 
 // GCAppliances removes every block that no pinned appliance needs and
