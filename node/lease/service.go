@@ -1,0 +1,333 @@
+package lease
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/filecoin-project/go-clock"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/spotmesh/spotmesh/protocol"
+	"github.com/spotmesh/spotmesh/store"
+)
+
+const maxProposalTTL = protocol.MaxProposalTTL
+
+// Deps are the service's collaborators. DB, Queue and Key are required;
+// a node that sells sets Offers and Provisioner, a node that uses Best
+// sets Book.
+type Deps struct {
+	DB    *store.DB
+	Queue *store.Queue
+	// Key is the node's key: it signs proposals, leases and the rest.
+	Key         crypto.PrivKey
+	Offers      OfferSource
+	Provisioner Provisioner
+	Book        Book
+	// Clock: nil means the real clock.
+	Clock  clock.Clock
+	Limits protocol.Limits
+	// Logger: nil discards.
+	Logger *slog.Logger
+}
+
+// Service negotiates, stores and tracks the node's leases, as buyer and as
+// seller. It is safe for concurrent use.
+type Service struct {
+	cfg    Config
+	db     *store.DB
+	key    crypto.PrivKey
+	self   peer.ID
+	offers OfferSource
+	prov   Provisioner
+	book   Book
+	clk    clock.Clock
+	lim    protocol.Limits
+	log    *slog.Logger
+
+	host host.Host // set by Start, before the handler is registered
+
+	// The capacity owner's inputs (see capacity.go).
+	proposals  chan *proposalReq
+	commitDone chan commitResult
+	releases   releaseQueue
+	board      freeBoard
+
+	// copies are the verified copies of own offers (see checkCopy).
+	copiesMu sync.Mutex
+	copies   map[cid.Cid]offerCopy // guarded by copiesMu
+
+	// denied is the deny list, loaded at New and written through.
+	denyMu sync.RWMutex
+	denied map[peer.ID]Denied // guarded by denyMu
+
+	// inflight are the buyer's proposals awaiting an answer, so that End
+	// can give them up and List show them.
+	inflightMu sync.Mutex
+	inflight   map[cid.Cid]*inflightProp // guarded by inflightMu
+
+	// gate counts stream handlers and API calls that started work, so that
+	// Close waits for them and later ones fail.
+	gateMu  sync.Mutex
+	active  int  // guarded by gateMu
+	closed  bool // guarded by gateMu
+	started bool // guarded by gateMu
+	idle    *sync.Cond
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // owner, commits, publisher, provisioning calls
+	once   sync.Once
+}
+
+// inflightProp is a proposal sent and not answered yet.
+type inflightProp struct {
+	cancel context.CancelFunc
+	pd     *pending
+}
+
+// New makes the service and registers its job handlers on d.Queue (call
+// it before the queue starts). It serves no stream until Start.
+func New(cfg Config, d Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.DB == nil || d.Queue == nil || d.Key == nil {
+		return nil, fmt.Errorf("lease: new: DB, Queue and Key are required: %w", ErrInvalid)
+	}
+	if (d.Offers == nil) != (d.Provisioner == nil) {
+		return nil, fmt.Errorf("lease: new: a seller needs both Offers and Provisioner, a buyer-only node neither: %w", ErrInvalid)
+	}
+	self, err := peer.IDFromPrivateKey(d.Key)
+	if err != nil {
+		return nil, fmt.Errorf("lease: new: %w", err)
+	}
+	if d.Clock == nil {
+		d.Clock = clock.New()
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		cfg: cfg, db: d.DB, key: d.Key, self: self,
+		offers: d.Offers, prov: d.Provisioner, book: d.Book,
+		clk: d.Clock, lim: d.Limits, log: d.Logger.With("component", "lease"),
+		proposals:  make(chan *proposalReq, cfg.QueueDepth),
+		commitDone: make(chan commitResult, cfg.MaxCommits),
+		copies:     make(map[cid.Cid]offerCopy),
+		denied:     make(map[peer.ID]Denied),
+		inflight:   make(map[cid.Cid]*inflightProp),
+		ctx:        ctx,
+		cancel:     cancel,
+	}
+	s.idle = sync.NewCond(&s.gateMu)
+	s.releases.kick = make(chan struct{}, 1)
+	s.board.init()
+	if err := s.loadDenied(); err != nil {
+		cancel()
+		return nil, err
+	}
+	d.Queue.Handle(JobExpire, s.runExpire)
+	d.Queue.Handle(JobTerminate, s.runTerminate)
+	d.Queue.Handle(JobSendEnd, s.runSendEnd)
+	d.Queue.Handle(JobForget, s.runForget)
+	return s, nil
+}
+
+// ID is the node's peer ID.
+func (s *Service) ID() peer.ID { return s.self }
+
+// Start serves the lease protocol on h, starts the capacity owner (a
+// seller's) and hands leases still provisioning to the Provisioner again.
+// ctx bounds nothing after Start returns; Close stops the service.
+func (s *Service) Start(ctx context.Context, h host.Host) error {
+	s.gateMu.Lock()
+	switch {
+	case s.closed:
+		s.gateMu.Unlock()
+		return fmt.Errorf("lease: start: %w", ErrClosed)
+	case s.started:
+		s.gateMu.Unlock()
+		return fmt.Errorf("lease: start: already started: %w", ErrInvalid)
+	case h == nil || h.ID() != s.self:
+		s.gateMu.Unlock()
+		return fmt.Errorf("lease: start: the host must run with the service's key: %w", ErrInvalid)
+	}
+	s.started = true
+	s.host = h
+	s.gateMu.Unlock()
+
+	if s.offers != nil {
+		st, err := s.loadHeld()
+		if err != nil {
+			return fmt.Errorf("lease: start: load held slots: %w", err)
+		}
+		s.wg.Add(2)
+		go s.ownerLoop(st)
+		go s.publishLoop()
+		if err := s.reprovision(); err != nil {
+			s.log.Error("hand provisioning leases to the runtime again", "err", err)
+		}
+	}
+	h.SetStreamHandler(ProtocolID, s.handleStream)
+	return nil
+}
+
+// Close stops serving, waits for the requests in progress and every
+// goroutine of the service. It is idempotent. Close it before the queue
+// and the database.
+func (s *Service) Close() error {
+	s.once.Do(func() {
+		s.gateMu.Lock()
+		s.closed = true
+		h := s.host
+		s.gateMu.Unlock()
+		if h != nil {
+			h.RemoveStreamHandler(ProtocolID)
+		}
+		s.cancel()
+		s.gateMu.Lock()
+		for s.active > 0 {
+			s.idle.Wait()
+		}
+		s.gateMu.Unlock()
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// enter registers work in progress; every successful enter pairs with leave.
+func (s *Service) enter() error {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.active++
+	return nil
+}
+
+func (s *Service) leave() {
+	s.gateMu.Lock()
+	s.active--
+	if s.active == 0 {
+		s.idle.Broadcast()
+	}
+	s.gateMu.Unlock()
+}
+
+// started reports whether Start ran (the host is set).
+func (s *Service) hostOrErr() (host.Host, error) {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.host == nil {
+		return nil, ErrNotStarted
+	}
+	return s.host, nil
+}
+
+// handleStream serves one request.
+func (s *Service) handleStream(st network.Stream) {
+	if err := s.enter(); err != nil {
+		_ = st.Reset()
+		return
+	}
+	defer s.leave()
+	_ = st.SetDeadline(time.Now().Add(s.cfg.RequestTimeout))
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	remote := st.Conn().RemotePeer()
+	r := bufio.NewReaderSize(st, 1024)
+	tag, body, err := readFrame(r, s.lim, tagPropose, tagRenew, tagEnd, tagStatus)
+	if err != nil {
+		s.log.Debug("lease request unreadable", "peer", remote, "err", err)
+		_ = st.Reset()
+		return
+	}
+	var respTag byte
+	var resp []byte
+	switch tag {
+	case tagPropose:
+		_, offer, err := readFrame(r, s.lim, tagOffer)
+		if err != nil {
+			s.log.Debug("lease proposal without offer frame", "peer", remote, "err", err)
+			_ = st.Reset()
+			return
+		}
+		respTag, resp = s.serveProposal(ctx, remote, body, offer)
+	case tagRenew:
+		respTag, resp = s.serveRenewal(ctx, remote, body)
+	case tagEnd:
+		respTag, resp = s.serveEnd(ctx, remote, body)
+	case tagStatus:
+		respTag, resp = s.serveStatus(ctx, remote, body)
+	}
+	if resp == nil {
+		_ = st.Reset()
+		return
+	}
+	if _, err := st.Write(appendFrame(make([]byte, 0, len(resp)+8), respTag, resp)); err != nil {
+		s.log.Debug("lease answer not sent", "peer", remote, "err", err)
+		_ = st.Reset()
+		return
+	}
+	_ = st.Close()
+}
+
+// reject signs a refusal of the request named subject. It returns nil
+// bytes (the stream is reset) only if signing fails.
+func (s *Service) reject(subject cid.Cid, reason protocol.Reason, detail string) (byte, []byte) {
+	if len(detail) > protocol.MaxDetailLen {
+		detail = detail[:protocol.MaxDetailLen]
+	}
+	r := &protocol.LeaseRejection{
+		Version: protocol.LeaseRejectionVersion,
+		Seller:  s.self,
+		Subject: protocol.Link{Cid: subject},
+		Reason:  reason,
+		Detail:  cleanText(detail),
+		At:      protocol.TimeOf(s.clk.Now()),
+	}
+	b, err := protocol.Sign(r, s.key)
+	if err != nil {
+		s.log.Error("sign rejection", "err", err)
+		return 0, nil
+	}
+	return tagRejection, b
+}
+
+// cleanText keeps a detail within what a rejection or status may carry:
+// valid UTF-8 without control characters.
+func cleanText(s string) string {
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		if r == 0xfffd || r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			r = '?'
+		}
+		out = append(out, r)
+	}
+	t := string(out)
+	for len(t) > protocol.MaxDetailLen {
+		rs := []rune(t)
+		t = string(rs[:len(rs)-1])
+	}
+	return t
+}
+
+// isClosed reports whether err is the service or the store closing.
+func isClosed(err error) bool {
+	return errors.Is(err, ErrClosed) || errors.Is(err, store.ErrClosed) || errors.Is(err, context.Canceled)
+}
