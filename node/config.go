@@ -26,6 +26,13 @@ const (
 	GatewayFile  = "gateway"     // written by a running daemon: its gateway's host:port
 	PeerAddrFile = "addrs"       // written by a running daemon: its p2p multiaddrs, one a line
 	DBDir        = "db"          // the badger database
+	InstancesDir = "instances"   // the process driver's state: one directory per instance
+)
+
+// Drivers a node can sell instances with (Config.Driver).
+const (
+	DriverProcess = "process"
+	DriverNone    = "none"
 )
 
 // Config is a node's configuration: the TOML file in its home, overridden
@@ -52,6 +59,11 @@ type Config struct {
 	ClockSkew Duration `toml:"clock_skew"`
 	// OfferTTL is the default life of one signed offer copy.
 	OfferTTL Duration `toml:"offer_ttl"`
+	// Driver runs the instances of the leases this node sells: "process"
+	// runs appliance bundles as local processes (state under
+	// <home>/instances), "none" sells no instances (the node can still
+	// buy).
+	Driver string `toml:"driver"`
 }
 
 // Duration is a time.Duration that TOML reads and writes as "90s", "10m".
@@ -82,6 +94,7 @@ func DefaultConfig() Config {
 		LogLevel:  "info",
 		ClockSkew: Duration(30 * time.Second),
 		OfferTTL:  Duration(10 * time.Minute),
+		Driver:    DriverProcess,
 	}
 }
 
@@ -121,6 +134,11 @@ func (c Config) Validate() error {
 	}
 	if time.Duration(c.OfferTTL) < time.Second || time.Duration(c.OfferTTL) > 24*time.Hour {
 		return fmt.Errorf("config: offer_ttl %v: want between 1s and 24h", time.Duration(c.OfferTTL))
+	}
+	switch c.Driver {
+	case DriverProcess, DriverNone:
+	default:
+		return fmt.Errorf("config: driver %q: want process (run bundles as local processes) or none (sell no instances)", c.Driver)
 	}
 	return nil
 }

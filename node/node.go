@@ -32,8 +32,11 @@ import (
 
 	"github.com/spotmesh/spotmesh/node/api"
 	"github.com/spotmesh/spotmesh/node/appliance"
+	"github.com/spotmesh/spotmesh/node/lease"
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
+	"github.com/spotmesh/spotmesh/node/runtime"
+	"github.com/spotmesh/spotmesh/node/runtime/process"
 	proto "github.com/spotmesh/spotmesh/protocol"
 	"github.com/spotmesh/spotmesh/store"
 )
@@ -52,7 +55,21 @@ type options struct {
 	limits *proto.Limits
 	key    crypto.PrivKey
 	psOpts []pubsub.Option
+	driver runtime.Driver
+	rtCfg  *runtime.Config
+	lcfg   *lease.Config
 }
+
+// WithDriver runs the instances of leases sold through d instead of the
+// driver the config names (a fake in tests, a driver configured
+// elsewhere). The node closes it on Close.
+func WithDriver(d runtime.Driver) Option { return func(o *options) { o.driver = d } }
+
+// WithRuntimeConfig tunes the runtime's polling.
+func WithRuntimeConfig(c runtime.Config) Option { return func(o *options) { o.rtCfg = &c } }
+
+// WithLeaseConfig tunes the lease service.
+func WithLeaseConfig(c lease.Config) Option { return func(o *options) { o.lcfg = &c } }
 
 // WithPubsubOptions adds gossipsub options (tracers in tests, tuning).
 func WithPubsubOptions(o ...pubsub.Option) Option {
@@ -95,6 +112,12 @@ type Node struct {
 	book    *market.Book
 	offers  *offers.Service
 	metrics *metrics
+
+	// leases negotiates leases; drv and rt (nil when the node sells no
+	// instances) run the instances of those sold.
+	leases *lease.Service
+	drv    runtime.Driver
+	rt     *runtime.Runtime
 
 	host  host.Host
 	dht   *dht.IpfsDHT
@@ -168,6 +191,10 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		n.db.Close()
 		return nil, err
 	}
+	if err := n.newLeases(); err != nil {
+		n.db.Close()
+		return nil, err
+	}
 	n.metrics = newMetrics(
 		func() float64 { return float64(n.book.Len()) },
 		func() float64 {
@@ -179,6 +206,79 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		func() float64 { return float64(n.mesh.size()) })
 	return n, nil
 }
+
+// newLeases builds the instance driver and runtime (unless the node sells
+// none) and the lease service, whose free-slot counts the node's offers
+// then state. The lease service registers its jobs before the queue starts.
+func (n *Node) newLeases() error {
+	n.drv = n.opts.driver
+	if n.drv == nil && n.cfg.Driver == DriverProcess {
+		dir, err := filepath.Abs(filepath.Join(n.cfg.Home, InstancesDir))
+		if err != nil {
+			return fmt.Errorf("process driver: %w", err)
+		}
+		pcfg := process.DefaultConfig()
+		pcfg.Dir = dir
+		d, err := process.New(pcfg, n.clk, n.log)
+		if err != nil {
+			return fmt.Errorf("process driver: %w (set driver = \"none\" in %s to sell no instances)", err, ConfigFile)
+		}
+		n.drv = d
+	}
+	deps := lease.Deps{DB: n.db, Queue: n.queue, Key: n.key, Book: n.book, Clock: n.clk, Limits: n.lim, Logger: n.log}
+	if n.drv != nil {
+		rcfg := runtime.DefaultConfig()
+		if n.opts.rtCfg != nil {
+			rcfg = *n.opts.rtCfg
+		}
+		rt, err := runtime.New(rcfg, n.drv, n.clk, n.log, n.instanceEvent)
+		if err != nil {
+			n.drv.Close()
+			return err
+		}
+		n.rt = rt
+		deps.Offers = leaseOffers{n.offers}
+		deps.Provisioner = leaseRuntime{n}
+	}
+	lcfg := lease.DefaultConfig()
+	if n.opts.lcfg != nil {
+		lcfg = *n.opts.lcfg
+	}
+	l, err := lease.New(lcfg, deps)
+	if err != nil {
+		if n.drv != nil {
+			n.drv.Close()
+		}
+		return err
+	}
+	n.leases = l
+	if n.rt != nil {
+		n.offers.SetFreeSlots(l.Free)
+	}
+	return nil
+}
+
+// startLeases starts the runtime (re-adopting the instances a previous run
+// left) and then the lease service, which hands it the leases still
+// provisioning.
+func (n *Node) startLeases(ctx context.Context) error {
+	if n.rt != nil {
+		if err := n.rt.Start(ctx); err != nil {
+			return fmt.Errorf("start runtime: %w", err)
+		}
+	}
+	if err := n.leases.Start(ctx, n.host); err != nil {
+		return fmt.Errorf("start leases: %w", err)
+	}
+	return nil
+}
+
+// Leases is the node's lease service, as buyer and seller.
+func (n *Node) Leases() *lease.Service { return n.leases }
+
+// Runtime runs the instances of the leases the node sells; nil when the
+// node sells none (driver "none").
+func (n *Node) Runtime() *runtime.Runtime { return n.rt }
 
 // ID is the node's peer ID.
 func (n *Node) ID() peer.ID { return n.id }
@@ -226,6 +326,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.host.SetStreamHandler(BookSyncProt, n.serveBookSync)
 	if err := n.startAppliances(ctx); err != nil {
+		return err
+	}
+	if err := n.startLeases(ctx); err != nil {
 		return err
 	}
 	if err := n.watchPeers(ctx); err != nil {
@@ -528,6 +631,15 @@ func (n *Node) Close() error {
 		}
 		if n.mdns != nil {
 			errs = append(errs, n.mdns.Close())
+		}
+		// Leases first: their provisioning calls use the runtime and the
+		// appliances. Instances keep running; the next start re-adopts them.
+		errs = append(errs, n.leases.Close())
+		if n.rt != nil {
+			errs = append(errs, n.rt.Close())
+		}
+		if n.drv != nil {
+			errs = append(errs, n.drv.Close())
 		}
 		if n.gateway != nil {
 			errs = append(errs, n.gateway.Close())

@@ -46,9 +46,9 @@ func initHome(t testing.TB, dir string, bootstrap ...string) node.Config {
 	return cfg
 }
 
-func start(t testing.TB, cfg node.Config) *node.Node {
+func start(t testing.TB, cfg node.Config, opts ...node.Option) *node.Node {
 	t.Helper()
-	n, err := node.New(cfg)
+	n, err := node.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,8 +76,10 @@ type Service struct {
 	log   *slog.Logger
 
 	// mu serialises changes to own offers, so a withdrawal and a republish
-	// of the same offer never interleave.
+	// of the same offer never interleave. It also guards free.
 	mu sync.Mutex
+	// free, if set, tells the free slots of an offer for its copies.
+	free func(key string) (uint32, bool)
 }
 
 // stored is an own offer as kept under store.Key("offer", "own", key).
@@ -138,7 +140,30 @@ func (s *Service) fill(spec Spec) (Spec, error) {
 	return spec, nil
 }
 
-// copyOf builds and signs a new copy of the offer issued now.
+// SetFreeSlots sets the hook that tells how many of an offer's slots are
+// free now (the lease service's accounting); every copy published from
+// then on states that count, capped by Spec.Slots, instead of the
+// capacity. When free is nil, or has no count for an offer, copies state
+// Spec.Slots.
+func (s *Service) SetFreeSlots(free func(key string) (uint32, bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.free = free
+}
+
+// slots is what a copy of spec states as its slots. The caller holds s.mu.
+func (s *Service) slots(spec Spec) uint32 {
+	if s.free == nil {
+		return spec.Slots
+	}
+	if n, ok := s.free(spec.Key); ok {
+		return min(n, spec.Slots)
+	}
+	return spec.Slots
+}
+
+// copyOf builds and signs a new copy of the offer issued now. The caller
+// holds s.mu.
 func (s *Service) copyOf(spec Spec, withdrawn bool, now time.Time) (*protocol.Offer, []byte, error) {
 	exp := now.Add(spec.TTL)
 	if !spec.Until.IsZero() && spec.Until.Before(exp) && spec.Until.After(now) {
@@ -150,7 +175,7 @@ func (s *Service) copyOf(spec Spec, withdrawn bool, now time.Time) (*protocol.Of
 		Key:              spec.Key,
 		Region:           spec.Region,
 		Hardware:         spec.Hardware,
-		Slots:            spec.Slots,
+		Slots:            s.slots(spec),
 		Price:            spec.Price,
 		MinLease:         protocol.MillisOf(spec.MinLease),
 		MaxLease:         protocol.MillisOf(spec.MaxLease),
@@ -160,6 +185,7 @@ func (s *Service) copyOf(spec Spec, withdrawn bool, now time.Time) (*protocol.Of
 		ReceiptInterval:  protocol.MillisOf(spec.ReceiptInterval),
 		PaymentGrace:     protocol.MillisOf(spec.PaymentGrace),
 		PerBuyerCap:      spec.PerBuyerCap,
+		Paused:           spec.Paused,
 		Addrs:            s.addrs(),
 		IssuedAt:         protocol.TimeOf(now),
 		ExpiresAt:        protocol.TimeOf(exp),

@@ -13,9 +13,12 @@ import (
 // the node keeps republishing.
 type Spec struct {
 	// Key names the offer; empty means the node picks one from the profile.
-	Key              string
-	Region           string
-	Hardware         protocol.Hardware
+	Key      string
+	Region   string
+	Hardware protocol.Hardware
+	// Slots is the offer's capacity: how many slots the seller has in
+	// all. Copies state the free count instead when Service.SetFreeSlots
+	// has a hook that knows it.
 	Slots            uint32
 	Price            protocol.Price
 	MinLease         time.Duration
@@ -26,6 +29,8 @@ type Spec struct {
 	ReceiptInterval  time.Duration
 	PaymentGrace     time.Duration
 	PerBuyerCap      uint32
+	// Paused offers take no new leases; running ones go on.
+	Paused bool
 	// TTL is the life of each signed copy (default 10m); the node
 	// republishes at half of it.
 	TTL time.Duration
