@@ -199,7 +199,7 @@ const (
 
 func (n *Node) serveBookSync(s network.Stream) {
 	defer s.Close()
-	_ = s.SetDeadline(n.clk.Now().Add(syncTimeout))
+	_ = s.SetDeadline(time.Now().Add(syncTimeout)) // network deadlines are real time, whatever the node's clock
 	w := bufio.NewWriter(s)
 	var lenBuf [binary.MaxVarintLen64]byte
 	write := func(raw []byte) error {
@@ -242,7 +242,7 @@ func (n *Node) syncFrom(ctx context.Context, p peer.ID) {
 	}
 	defer s.Close()
 	_ = s.CloseWrite()
-	_ = s.SetDeadline(n.clk.Now().Add(syncTimeout))
+	_ = s.SetDeadline(time.Now().Add(syncTimeout)) // network deadlines are real time, whatever the node's clock
 	r := bufio.NewReader(s)
 	got := 0
 	for got < maxSyncOffers {

@@ -37,7 +37,7 @@ func (o leaseOffers) Offer(key string) (lease.OwnOffer, error) {
 // hook node sets with SetFreeSlots). A withdrawn offer publishes nothing.
 func (o leaseOffers) SetFree(ctx context.Context, key string, free uint32) error {
 	_, err := o.s.Update(ctx, key, func(*offers.Spec) {})
-	if errors.Is(err, offers.ErrWithdrawn) {
+	if errors.Is(err, offers.ErrWithdrawn) || errors.Is(err, offers.ErrEnded) {
 		return nil
 	}
 	return err

@@ -159,6 +159,9 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	n.lim.ClockSkew = time.Duration(cfg.ClockSkew)
 	if o.limits != nil {
 		n.lim = *o.limits
+		if n.lim.ClockSkew == 0 {
+			n.lim.ClockSkew = time.Duration(cfg.ClockSkew)
+		}
 	}
 	n.key = o.key
 	if n.key == nil {

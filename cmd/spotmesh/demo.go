@@ -22,7 +22,7 @@ func cmdDemo(ctx context.Context, c *cli, args []string) error {
 	if err := parseNoArgs(f, args); err != nil {
 		return err
 	}
-	if *sellers < 1 || *buyers < 1 || *sellers+*buyers > 64 {
+	if *sellers < 1 || *buyers < 1 || uint64(*sellers)+uint64(*buyers) > 64 {
 		return usageError{errors.New("demo: --sellers and --buyers: want at least 1 each and at most 64 nodes in all")}
 	}
 	home := *dir

@@ -22,6 +22,9 @@ import (
 // ErrNotFound: no own offer has that key.
 var ErrNotFound = errors.New("no such offer")
 
+// ErrEnded: the offer's --until has passed; it takes no new copies.
+var ErrEnded = errors.New("offer ended")
+
 // ErrExists: an offer with that key exists already (live or withdrawn).
 var ErrExists = errors.New("offer key in use")
 
@@ -241,6 +244,14 @@ func (s *Service) Add(ctx context.Context, spec Spec) (Status, error) {
 // The caller holds s.mu.
 func (s *Service) publishCopy(ctx context.Context, spec Spec, withdrawn bool) (Status, error) {
 	now := s.clk.Now()
+	// Wire time is in milliseconds and books keep the copy with the later
+	// issued-at: two copies within one millisecond would make the second
+	// stale everywhere. Each copy is issued strictly after the last.
+	if prev, err := s.load(spec.Key); err == nil {
+		if po, err := protocol.DecodeOffer(prev.Raw, s.lim); err == nil && protocol.TimeOf(now) <= po.IssuedAt {
+			now = po.IssuedAt.Std().Add(time.Millisecond)
+		}
+	}
 	o, raw, err := s.copyOf(spec, withdrawn, now)
 	if err != nil {
 		return Status{}, err
@@ -345,6 +356,9 @@ func (s *Service) Update(ctx context.Context, key string, change func(*Spec)) (S
 	}
 	if st.Withdrawn {
 		return s.status(st), fmt.Errorf("offer %s: %w", key, ErrWithdrawn)
+	}
+	if !st.Spec.Until.IsZero() && !s.clk.Now().Before(st.Spec.Until) {
+		return s.status(st), fmt.Errorf("offer %s: %w", key, ErrEnded)
 	}
 	spec := st.Spec
 	change(&spec)
