@@ -108,3 +108,40 @@ func TestCopiesStateFreeSlotsAndPaused(t *testing.T) {
 		})
 	}
 }
+
+// Books keep the copy with the later issued-at, in milliseconds: copies
+// made within one millisecond (here, on a clock that stands still) must
+// still each be newer than the last.
+func TestCopiesAreIssuedStrictlyLater(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	st, err := s.Add(ctx, offers.Spec{
+		Key:      "k",
+		Region:   "eu-de",
+		Hardware: protocol.Hardware{Profile: "c1", VCPU: 1, Memory: 1 << 30},
+		Slots:    2,
+		Price:    protocol.Price{Micro: 1, Currency: "USD"},
+		MaxLease: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := st.Current
+	for i := 0; i < 3; i++ {
+		st, err = s.Update(ctx, "k", func(sp *offers.Spec) { sp.Paused = i%2 == 0 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Current.Newer(last) {
+			t.Fatalf("copy %d issued at %s is not newer than %s", i, st.Current.IssuedAt, last.IssuedAt)
+		}
+		last = st.Current
+	}
+	wd, err := s.Withdraw(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !wd.Current.Newer(last) || !wd.Current.Withdrawn {
+		t.Fatal("the withdrawal is not newer than the last live copy")
+	}
+}
