@@ -97,9 +97,12 @@ func verbs() []verb {
 		{"id", "", "show the node's peer ID and addresses", cmdID},
 		{"peers", "", "list connected peers", cmdPeers},
 		{"connect", "MULTIADDR", "connect to a peer at a multiaddr ending in /p2p/<peer id>", cmdConnect},
-		{"offer", "add|ls|rm ...", "add, list and withdraw this node's offers", offerGroup.run},
+		{"offer", "add|ls|rm|pause|resume ...", "add, list, withdraw and pause this node's offers", offerGroup.run},
 		{"book", "[--region R] [--vcpu '>=4'] [--mem '>=8GiB'] [--max-price 0.05USD/h] ...", "query the order book", cmdBook},
 		{"appliance", "add|ls|get|pin|rm|gc ...", "import, fetch, list, pin and remove appliances (content-addressed VM images)", applianceGroup.run},
+		{"lease", "new|ls|show|renew|end ...", "lease an offer's instance, and list, renew and end leases", leaseGroup.run},
+		{"instances", "ls", "list the instances this node runs for leases it sold", instancesGroup.run},
+		{"deny", "add|ls|rm PEER", "refuse a buyer's proposals, list and lift refusals", denyGroup.run},
 		{"version", "", "show the build's version", cmdVersion},
 		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local nodes and show a buyer's book", cmdDemo},
 

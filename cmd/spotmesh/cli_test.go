@@ -197,7 +197,7 @@ func TestUsageErrors(t *testing.T) {
 		{with(offerAddArgs, "--colour", "red"), "flag provided but not defined: --colour"},
 		{with(offerAddArgs, "--price"), "flag needs an argument: --price"},
 		{with(offerAddArgs, "extra"), `unexpected argument "extra"`},
-		{[]string{"offer"}, "want a sub-verb: add, ls or rm"},
+		{[]string{"offer"}, "want a sub-verb: add, ls, rm, pause or resume"},
 		{[]string{"offer", "frob"}, `unknown sub-verb "frob"`},
 		{[]string{"offer", "rm"}, "want one offer key"},
 		{[]string{"offer", "rm", "a", "b"}, "want one offer key"},

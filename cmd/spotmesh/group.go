@@ -50,7 +50,9 @@ var applianceGroup = group{
 }
 
 // groups are the verbs with sub-verbs, for help.
-func groups() []group { return []group{offerGroup, applianceGroup} }
+func groups() []group {
+	return []group{offerGroup, applianceGroup, leaseGroup, instancesGroup, denyGroup}
+}
 
 // want lists the sub-verbs for an error: "add, ls or rm".
 func (g group) want() string {
@@ -59,6 +61,9 @@ func (g group) want() string {
 		names = append(names, v.name)
 	}
 	last := len(names) - 1
+	if last == 0 {
+		return names[0]
+	}
 	return strings.Join(names[:last], ", ") + " or " + names[last]
 }
 

@@ -18,6 +18,8 @@ func offerVerbs() []verb {
 			"sign and publish an offer; prints its key and CID", cmdOfferAdd},
 		{"ls", "", "list this node's offers (table or --json)", cmdOfferLs},
 		{"rm", "KEY", "withdraw an offer: publish a signed withdrawal", cmdOfferRm},
+		{"pause", "KEY", "pause an offer: no new leases, running ones go on", cmdOfferPause},
+		{"resume", "KEY", "resume a paused offer", cmdOfferResume},
 	}
 }
 

@@ -9,8 +9,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spotmesh/spotmesh/node/appliance"
+	"github.com/spotmesh/spotmesh/node/lease"
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
+	"github.com/spotmesh/spotmesh/node/runtime"
+	"github.com/spotmesh/spotmesh/protocol"
 )
 
 // Backend is what the API serves: the running node, seen through the few
@@ -41,7 +44,33 @@ type Backend interface {
 
 	// Appliances is the node's content-addressed appliance store.
 	Appliances() Appliances
+
+	// LeaseService is the node's lease service, or nil when it has none
+	// (the lease routes then answer 503).
+	LeaseService() Leases
+	// Instances lists the instances of the node's runtime: none when the
+	// node runs no driver.
+	Instances() []runtime.Instance
 }
+
+// Leases is what the API needs of the lease service; *lease.Service
+// implements it.
+type Leases interface {
+	Propose(ctx context.Context, offer *protocol.Offer, p lease.Params) (*lease.Info, error)
+	Best(ctx context.Context, q market.Query, p lease.Params) (*lease.Info, []lease.Attempt, error)
+	Renew(ctx context.Context, id cid.Cid, extend time.Duration) (*lease.Info, error)
+	End(ctx context.Context, id cid.Cid) (*lease.Info, error)
+	Refresh(ctx context.Context, id cid.Cid) (*lease.Info, error)
+	Get(id cid.Cid) (*lease.Info, error)
+	List(role lease.Role) ([]*lease.Info, error)
+	Deny(ctx context.Context, p peer.ID, note string) error
+	Allow(ctx context.Context, p peer.ID) error
+	ListDenied() []lease.Denied
+	Pause(ctx context.Context, key string) error
+	Resume(ctx context.Context, key string) error
+}
+
+var _ Leases = (*lease.Service)(nil)
 
 // Appliances is what the API needs of the appliance service;
 // *appliance.Service implements it.

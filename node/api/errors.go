@@ -23,6 +23,8 @@ const (
 	CodeCorrupt          = "corrupt"                // 502: a peer sent bytes that do not match their CID
 	CodeMalformed        = "malformed"              // 502: the content is not a well-formed appliance DAG
 	CodeNotPinned        = "not_pinned"             // 409: no pin of the reason given
+	CodeRejected         = "rejected"               // 409: the seller refused the lease; reason and words say why
+	CodeNoOffer          = "no_offer"               // 422: no offer of the book granted a lease; attempts say why
 )
 
 // ErrNotFound is what a Backend may wrap when the object asked for does not
@@ -42,6 +44,12 @@ type Error struct {
 	Message string `json:"error"`
 	// Code is one of the Code constants.
 	Code string `json:"code"`
+	// Reason is a seller's refusal code (protocol reason) and Words the
+	// same for people, with code rejected.
+	Reason string `json:"reason,omitempty"`
+	Words  string `json:"words,omitempty"`
+	// Attempts are the offers tried, with code no_offer.
+	Attempts []Attempt `json:"attempts,omitempty"`
 }
 
 // Error implements error.

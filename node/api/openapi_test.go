@@ -79,6 +79,8 @@ type apiCase struct {
 	method string
 	target string // path and query
 	body   string
+	// bodyFn, when set, makes the body from the case's fake.
+	bodyFn func(*apitest.Fake) string
 	ctype  string // default application/json when body is set; "-" sends none
 	token  string // "" means the right token; "-" means none
 	header map[string]string
@@ -279,7 +281,8 @@ func unauthorizedCases() []apiCase {
 		if r.Public {
 			continue
 		}
-		target := strings.ReplaceAll(strings.ReplaceAll(r.Path, "{key}", "k1"), "{cid}", testApplianceCID)
+		target := strings.NewReplacer("{key}", "k1", "{cid}", testApplianceCID, "{id}", testApplianceCID,
+			"{peer}", "12D3KooWGzBvjZ8RsGdLyqH5Rz6q3H2Wbqfkp5bn7oZcTn8uHkTx").Replace(r.Path)
 		for _, tok := range []string{"-", "Bearer wrong-token-0123456789abcdef", "Basic " + apitest.Token, "Bearer", "bearer " + apitest.Token + "x"} {
 			c := apiCase{name: r.String() + " token " + tok, method: r.Method, target: target, token: tok,
 				wantStatus: 401, wantCode: api.CodeUnauthorized, reqInvalid: true}
@@ -299,7 +302,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	_, router := loadSpec(t)
 	registerNDJSON()
 	served := map[string]bool{}
-	cases := append(apiCases(t), applianceCases(t)...)
+	cases := append(append(apiCases(t), applianceCases(t)...), leaseCases(t)...)
 	for _, c := range append(cases, unauthorizedCases()...) {
 		t.Run(c.name, func(t *testing.T) {
 			f := apitest.NewFake(t)
@@ -308,6 +311,9 @@ func TestOpenAPIConformance(t *testing.T) {
 			}
 			if c.setup != nil {
 				c.setup(f)
+			}
+			if c.bodyFn != nil {
+				c.body = c.bodyFn(f)
 			}
 			cfg := api.Config{Addr: "127.0.0.1:0", Token: apitest.Token}
 			if c.config != nil {

@@ -120,6 +120,17 @@ func routeTable() []route {
 		{Route{"POST", "/v1/appliances/{cid}/fetch", false}, (*Server).fetchAppliance},
 		{Route{"GET", "/v1/appliances/{cid}/content", false}, (*Server).applianceContent},
 		{Route{"POST", "/v1/appliances/{cid}/pin", false}, (*Server).pinAppliance},
+		{Route{"POST", "/v1/offers/{key}/pause", false}, (*Server).pauseOffer},
+		{Route{"POST", "/v1/offers/{key}/resume", false}, (*Server).resumeOffer},
+		{Route{"POST", "/v1/leases", false}, (*Server).newLease},
+		{Route{"GET", "/v1/leases", false}, (*Server).listLeases},
+		{Route{"GET", "/v1/leases/{id}", false}, (*Server).getLease},
+		{Route{"DELETE", "/v1/leases/{id}", false}, (*Server).endLease},
+		{Route{"POST", "/v1/leases/{id}/renew", false}, (*Server).renewLease},
+		{Route{"GET", "/v1/instances", false}, (*Server).instances},
+		{Route{"GET", "/v1/deny", false}, (*Server).listDenied},
+		{Route{"POST", "/v1/deny", false}, (*Server).deny},
+		{Route{"DELETE", "/v1/deny/{peer}", false}, (*Server).allow},
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/spotmesh/spotmesh/node/appliance"
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
+	"github.com/spotmesh/spotmesh/node/runtime"
 	"github.com/spotmesh/spotmesh/protocol"
 )
 
@@ -51,6 +52,11 @@ type Fake struct {
 	connectErr error
 	addErr     error
 	peers      []api.PeerInfo
+	// Leases backs LeaseService; NoLeases makes LeaseService return nil.
+	Leases   *FakeLeases
+	NoLeases bool
+	// Insts are what Instances returns (one FakeInstance to begin with).
+	Insts []runtime.Instance
 }
 
 var _ api.Backend = (*Fake)(nil)
@@ -60,6 +66,8 @@ func NewFake(t testing.TB) *Fake {
 	t.Helper()
 	k, id := NewKey(t)
 	f := &Fake{Key: k, ID: id, Now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), own: map[string]offers.Status{}}
+	f.Leases = newFakeLeases(f)
+	f.Insts = []runtime.Instance{FakeInstance(f.Now)}
 	f.Registry = prometheus.NewRegistry()
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "spotmesh_test_total", Help: "A test counter."})
 	f.Registry.MustRegister(c)
@@ -315,4 +323,19 @@ func NewAppliances(t testing.TB, mn mocknet.Mocknet, tweak func(*appliance.Confi
 		}
 	})
 	return s, h
+}
+
+// LeaseService implements api.Backend.
+func (f *Fake) LeaseService() api.Leases {
+	if f.NoLeases {
+		return nil
+	}
+	return f.Leases
+}
+
+// Instances implements api.Backend.
+func (f *Fake) Instances() []runtime.Instance {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]runtime.Instance(nil), f.Insts...)
 }
