@@ -123,6 +123,18 @@ func (p leaseRuntime) Provision(ctx context.Context, id cid.Cid, l *proto.Lease)
 	return nil
 }
 
+var _ lease.Extender = leaseRuntime{}
+
+// Extend implements lease.Extender: the lease's instance takes its new
+// end. A lease without an instance yet is no error: Provision reads the
+// end after renewals.
+func (p leaseRuntime) Extend(ctx context.Context, id cid.Cid, ends time.Time) error {
+	if _, err := p.n.rt.Extend(ctx, id.String(), ends); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		return fmt.Errorf("extend lease %s: %w", id, err)
+	}
+	return nil
+}
+
 // Terminate implements lease.Provisioner: the instance goes (one already
 // gone is no error) and the lease's pin of its appliance with it.
 func (p leaseRuntime) Terminate(ctx context.Context, id cid.Cid, cause proto.EndCause) error {

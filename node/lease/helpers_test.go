@@ -404,10 +404,11 @@ type fakeProv struct {
 	terminated  map[cid.Cid][]protocol.EndCause
 	failWith    error
 	terminates  chan cid.Cid
+	extended    map[cid.Cid][]time.Time
 }
 
 func newFakeProv() *fakeProv {
-	return &fakeProv{provisioned: map[cid.Cid]int{}, terminated: map[cid.Cid][]protocol.EndCause{}, terminates: make(chan cid.Cid, 4096)}
+	return &fakeProv{provisioned: map[cid.Cid]int{}, terminated: map[cid.Cid][]protocol.EndCause{}, terminates: make(chan cid.Cid, 4096), extended: map[cid.Cid][]time.Time{}}
 }
 
 func (p *fakeProv) Provision(ctx context.Context, id cid.Cid, l *protocol.Lease) error {
@@ -423,6 +424,21 @@ func (p *fakeProv) Terminate(ctx context.Context, id cid.Cid, cause protocol.End
 	p.mu.Unlock()
 	p.terminates <- id
 	return nil
+}
+
+var _ Extender = (*fakeProv)(nil)
+
+func (p *fakeProv) Extend(ctx context.Context, id cid.Cid, ends time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.extended[id] = append(p.extended[id], ends)
+	return nil
+}
+
+func (p *fakeProv) extensions(id cid.Cid) []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Time(nil), p.extended[id]...)
 }
 
 func (p *fakeProv) provisions(id cid.Cid) int {

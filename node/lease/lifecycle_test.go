@@ -126,6 +126,42 @@ func TestSellerRestart(t *testing.T) {
 	waitState(t, b, long.ID, protocol.StateEnded, protocol.CauseExpired)
 }
 
+// TestRenewalExtendsInstance: a renewal tells the seller's Provisioner
+// the new end, and the lease outlives its old end.
+func TestRenewalExtendsInstance(t *testing.T) {
+	e := newEnv(t)
+	s, b := e.seller(), e.buyer()
+	ctx := context.Background()
+	spec := sampleOffer("main")
+	spec.MaxLease = protocol.MillisOf(3 * time.Hour)
+	o := s.offers.add(spec, 5)
+	in, err := b.Propose(ctx, o, params(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := s.prov.extensions(in.ID); len(x) != 0 {
+		t.Fatalf("extended before any renewal: %v", x)
+	}
+	got, err := b.Renew(ctx, in.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Renew returns once the seller answered, after it called Extend.
+	if x := s.prov.extensions(in.ID); len(x) != 1 || !x[0].Equal(got.Ends) || !got.Ends.Equal(in.Start.Add(2*time.Hour)) {
+		t.Fatalf("Extend calls %v; want one with the new end %v", x, got.Ends)
+	}
+	// Past the old end the lease goes on; at the new end it expires.
+	e.clk.Add(time.Hour + time.Minute)
+	if st, _ := s.state(t, in.ID); st == protocol.StateEnded {
+		t.Fatal("the seller ended the lease at its old end")
+	}
+	if c := s.prov.terminations(in.ID); len(c) != 0 {
+		t.Fatalf("terminated at the old end: %v", c)
+	}
+	e.clk.Add(time.Hour)
+	waitTerminated(t, s, in.ID, protocol.CauseExpired)
+}
+
 func TestRenewal(t *testing.T) {
 	e := newEnv(t)
 	s, b := e.seller(), e.buyer()

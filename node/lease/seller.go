@@ -274,6 +274,11 @@ func (s *Service) serveRenewal(ctx context.Context, remote peer.ID, body []byte)
 		return s.reject(rc, protocol.ReasonBusy, err.Error())
 	}
 	s.log.Info("lease renewed", "lease", id, "buyer", remote, "ends", ext.Ends)
+	if x, ok := s.prov.(Extender); ok {
+		if err := x.Extend(ctx, id, ext.Ends.Std()); err != nil {
+			s.log.Warn("extend the lease's instance", "lease", id, "ends", ext.Ends, "err", err)
+		}
+	}
 	return tagExtension, eb
 }
 

@@ -54,6 +54,14 @@ type Provisioner interface {
 	Terminate(ctx context.Context, id cid.Cid, cause protocol.EndCause) error
 }
 
+// Extender is what a Provisioner may also implement to learn that a
+// lease was renewed: the service calls Extend with the lease's new end
+// after storing the extension, so that the instance outlives its old end.
+// An error is logged; the instance's backstop may then end it early.
+type Extender interface {
+	Extend(ctx context.Context, id cid.Cid, ends time.Time) error
+}
+
 // Book is the order book Best walks (node/market's Book).
 type Book interface {
 	Query(q market.Query) []market.Entry

@@ -41,6 +41,12 @@ type Driver interface {
 	// are gone. Terminating an ended instance frees what is left and
 	// changes nothing else; ErrNotFound for a lease without one.
 	Terminate(ctx context.Context, leaseID string) (Instance, error)
+	// Extend moves a live instance's end to ends (its lease was renewed):
+	// the driver's backstops (wall time, CPU time) follow the new end, and
+	// Instance.Ends reports it. It fails with ErrNotFound for a lease
+	// without an instance, ErrInvalid for an ended instance or a zero or
+	// past end.
+	Extend(ctx context.Context, leaseID string, ends time.Time) (Instance, error)
 	// Close releases the driver's own resources. Instances keep running:
 	// they outlive the node, which re-adopts them with Recover.
 	Close() error

@@ -207,6 +207,20 @@ func (r *Runtime) Terminate(ctx context.Context, leaseID string) (Instance, erro
 	return in, nil
 }
 
+// Extend moves an instance's end through the driver (its lease was
+// renewed), and has the next poll come at once.
+func (r *Runtime) Extend(ctx context.Context, leaseID string, ends time.Time) (Instance, error) {
+	if err := r.usable("extend " + leaseID); err != nil {
+		return Instance{}, err
+	}
+	in, err := r.d.Extend(ctx, leaseID, ends)
+	if err != nil {
+		return Instance{}, err
+	}
+	r.kick()
+	return in, nil
+}
+
 // Instance returns an instance as the last poll saw it.
 func (r *Runtime) Instance(leaseID string) (Instance, bool) {
 	r.mu.RLock()

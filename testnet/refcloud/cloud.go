@@ -120,6 +120,7 @@ func New(cfg Config, log *slog.Logger) (*Cloud, error) {
 	c.mux.HandleFunc("PUT /v1/instances/{lease_id}", c.handleCreate)
 	c.mux.HandleFunc("GET /v1/instances/{lease_id}", c.handleGet)
 	c.mux.HandleFunc("DELETE /v1/instances/{lease_id}", c.handleDelete)
+	c.mux.HandleFunc("PATCH /v1/instances/{lease_id}", c.handleExtend)
 	return c, nil
 }
 
@@ -291,6 +292,32 @@ func (c *Cloud) handleDelete(w http.ResponseWriter, r *http.Request) {
 		c.stop(in, StateTerminated, "terminated")
 		writeJSON(w, http.StatusOK, in.view(c))
 	}
+}
+
+// handleExtend moves a live instance's end (its lease was renewed).
+func (c *Cloud) handleExtend(w http.ResponseWriter, r *http.Request) {
+	in := c.lookup(w, r)
+	if in == nil {
+		return
+	}
+	var req ExtendInstance
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Ends.IsZero() {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "body: want an ExtendInstance JSON object with a non-zero ends")
+		return
+	}
+	in.mu.Lock()
+	if !live(in.state) {
+		st := in.state
+		in.mu.Unlock()
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("the instance has ended (%s)", st))
+		return
+	}
+	ends := req.Ends.UTC()
+	in.req.Ends = &ends
+	in.mu.Unlock()
+	writeJSON(w, http.StatusOK, in.view(c))
 }
 
 // validLeaseID: 1 to 128 of A-Z a-z 0-9 . _ -, no leading dot.

@@ -64,6 +64,11 @@ type CreateInstance struct {
 	Env       map[string]string `json:"env,omitempty"`
 }
 
+// ExtendInstance is the body of PATCH /v1/instances/{lease_id}.
+type ExtendInstance struct {
+	Ends time.Time `json:"ends"`
+}
+
 // Usage are an instance's counters.
 type Usage struct {
 	CPUMs      uint64 `json:"cpu_ms"`

@@ -226,6 +226,27 @@ func (f *Fake) Terminate(_ context.Context, leaseID string) (runtime.Instance, e
 	return f.view(in), nil
 }
 
+// Extend implements runtime.Driver.
+func (f *Fake) Extend(_ context.Context, leaseID string, ends time.Time) (runtime.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.check("extend " + leaseID); err != nil {
+		return runtime.Instance{}, err
+	}
+	in, ok := f.insts[leaseID]
+	if !ok {
+		return runtime.Instance{}, fmt.Errorf("extend %s: %w", leaseID, runtime.ErrNotFound)
+	}
+	if !in.State.Live() {
+		return runtime.Instance{}, fmt.Errorf("extend %s: the instance has ended (%s): %w", leaseID, in.State, runtime.ErrInvalid)
+	}
+	if ends.IsZero() || !ends.After(f.clk.Now()) {
+		return runtime.Instance{}, fmt.Errorf("extend %s: end %s is not in the future: %w", leaseID, ends.UTC().Format(time.RFC3339), runtime.ErrInvalid)
+	}
+	in.Ends = ends
+	return f.view(in), nil
+}
+
 // Close implements runtime.Driver.
 func (f *Fake) Close() error {
 	f.mu.Lock()

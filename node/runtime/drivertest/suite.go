@@ -25,8 +25,9 @@ import (
 type Option func(*options)
 
 type options struct {
-	pid     func(d runtime.Driver, leaseID string) int
-	timeout time.Duration
+	pid       func(d runtime.Driver, leaseID string) int
+	timeout   time.Duration
+	wallGrace time.Duration
 }
 
 // WithPID tells the suite the PID, on this machine, of an instance's main
@@ -41,6 +42,14 @@ func WithPID(f func(d runtime.Driver, leaseID string) int) Option {
 // running (default 30 s).
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) { o.timeout = d }
+}
+
+// WithWallGrace tells the suite how long after a lease's end the driver's
+// wall-time backstop terminates an instance, so that the Extend test waits
+// past the old end plus that grace (default 0: no grace). Keep it short
+// in tests: the Extend test waits that long.
+func WithWallGrace(d time.Duration) Option {
+	return func(o *options) { o.wallGrace = d }
 }
 
 // Run runs the conformance suite against the driver that newDriver makes.
@@ -71,6 +80,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) runtime.Driver, opts ...Opti
 	t.Run("Exit", s.testExit)
 	t.Run("RefusedAppliance", s.testRefused)
 	t.Run("Concurrent", s.testConcurrent)
+	t.Run("Extend", s.testExtend)
 }
 
 type suite struct {
@@ -624,5 +634,56 @@ func (s *suite) testConcurrent(t *testing.T) {
 		if in.State != runtime.StateTerminated {
 			t.Errorf("%s is %s after Terminate", in.LeaseID, in.State)
 		}
+	}
+}
+
+// testExtend provisions an instance with a short end, extends it, and
+// checks that it outlives the old end plus the wall grace, and that
+// Extend refuses an unknown or ended instance.
+func (s *suite) testExtend(t *testing.T) {
+	d, tr := s.driver(t)
+	ctx := ctxT(t)
+	if _, err := d.Extend(ctx, LeaseID(), time.Now().Add(time.Hour)); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("Extend of an unknown lease: %v, want ErrNotFound", err)
+	}
+	spec := Spec(LeaseID(), s.exe)
+	spec.Ends = time.Now().Add(3 * time.Second)
+	s.start(t, d, tr, spec)
+	newEnds := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	in, err := d.Extend(ctx, spec.LeaseID, newEnds)
+	if err != nil {
+		t.Fatalf("extend %s: %v", spec.LeaseID, err)
+	}
+	if !in.Ends.Equal(newEnds) || !in.State.Live() {
+		t.Errorf("extended instance: ends %v, state %s; want %v, live", in.Ends, in.State, newEnds)
+	}
+	// Past the old end and its grace, the instance still runs.
+	past := spec.Ends.Add(s.o.wallGrace + 500*time.Millisecond)
+	for time.Now().Before(past) {
+		in, err := d.Instance(ctx, spec.LeaseID)
+		if err != nil {
+			t.Fatalf("instance %s: %v", spec.LeaseID, err)
+		}
+		if !in.State.Live() {
+			t.Fatalf("extended instance ended at its old end: %s (%s)", in.State, in.Reason)
+		}
+		wait(50 * time.Millisecond)
+	}
+	if _, err := d.List(ctx); err != nil { // a poll runs the backstop too
+		t.Fatal(err)
+	}
+	in, err = d.Instance(ctx, spec.LeaseID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.State.Live() || !in.Ends.Equal(newEnds) {
+		t.Fatalf("after the old end: state %s (%s), ends %v; want live, %v", in.State, in.Reason, in.Ends, newEnds)
+	}
+	s.mustGet(t, in.Endpoint, "/")
+	if _, err := d.Terminate(ctx, spec.LeaseID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Extend(ctx, spec.LeaseID, newEnds); !errors.Is(err, runtime.ErrInvalid) {
+		t.Errorf("Extend of a terminated instance: %v, want ErrInvalid", err)
 	}
 }

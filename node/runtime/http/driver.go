@@ -430,3 +430,25 @@ func (w wireInstance) instance(op string) (runtime.Instance, error) {
 	}
 	return in, nil
 }
+
+// wireExtend is the body of PATCH /v1/instances/{lease_id}.
+type wireExtend struct {
+	Ends time.Time `json:"ends"`
+}
+
+// Extend implements runtime.Driver: PATCH /v1/instances/{lease_id} with
+// the new end.
+func (d *Driver) Extend(ctx context.Context, leaseID string, ends time.Time) (runtime.Instance, error) {
+	op := "extend " + leaseID
+	if err := runtime.ValidateLeaseID(leaseID); err != nil {
+		return runtime.Instance{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if ends.IsZero() {
+		return runtime.Instance{}, fmt.Errorf("%s: no end given: %w", op, runtime.ErrInvalid)
+	}
+	var w wireInstance
+	if _, err := d.do(ctx, op, nethttp.MethodPatch, "/v1/instances/"+url.PathEscape(leaseID), wireExtend{Ends: ends.UTC()}, &w); err != nil {
+		return runtime.Instance{}, err
+	}
+	return w.instance(op)
+}

@@ -798,3 +798,60 @@ func (d *Driver) save(in *inst) {
 		d.log.Error("save instance record", "lease", in.rec.LeaseID, "err", err)
 	}
 }
+
+// Extend implements runtime.Driver: the instance's record takes the new
+// end, which moves the wall-time backstop (end + WallGrace), and the main
+// process's RLIMIT_CPU is raised to match where the kernel lets it (a
+// failure is noted in LimitNotes, not returned).
+func (d *Driver) Extend(ctx context.Context, leaseID string, ends time.Time) (runtime.Instance, error) {
+	op := "extend " + leaseID
+	in, err := d.get(ctx, "extend", leaseID)
+	if err != nil {
+		return runtime.Instance{}, err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	d.refresh(ctx, in, nil)
+	r := &in.rec
+	now := d.clk.Now()
+	switch {
+	case !r.State.Live():
+		return runtime.Instance{}, fmt.Errorf("%s: the instance has ended (%s): %w", op, r.State, runtime.ErrInvalid)
+	case ends.IsZero() || !ends.After(now):
+		return runtime.Instance{}, fmt.Errorf("%s: end %s is not in the future: %w", op, ends.UTC().Format(time.RFC3339), runtime.ErrInvalid)
+	}
+	r.Ends = ends.UTC()
+	for i, e := range r.Enforced {
+		switch e.Limit {
+		case runtime.LimitWallTime:
+			r.Enforced[i].Value = r.Ends.Add(d.cfg.WallGrace).Format(time.RFC3339)
+		case runtime.LimitCPUTime:
+			if cpu, ok := d.raiseCPU(r, ends.Sub(r.Started)); ok {
+				r.Enforced[i].Value = strconv.FormatUint(cpu, 10)
+			} else {
+				r.LimitNotes = append(r.LimitNotes, fmt.Sprintf("cpu time: RLIMIT_CPU not raised for the end %s", r.Ends.Format(time.RFC3339)))
+			}
+		}
+	}
+	d.save(in)
+	d.publish(in)
+	d.log.Info("instance extended", "lease", leaseID, "ends", r.Ends)
+	return r.instance(now), nil
+}
+
+// raiseCPU raises the main process's RLIMIT_CPU for a wall time since its
+// start, as rlimitsFor computes it. in.mu is held.
+func (d *Driver) raiseCPU(r *record, wall time.Duration) (uint64, bool) {
+	for _, l := range rlimitsFor(r.Limits, wall, d.cfg.CPUTimeSlack, d.cfg.MaxOpenFiles) {
+		if l.resource != unix.RLIMIT_CPU {
+			continue
+		}
+		lim := unix.Rlimit{Cur: l.value, Max: l.hard}
+		if err := unix.Prlimit(r.PID, unix.RLIMIT_CPU, &lim, nil); err != nil {
+			d.log.Warn("raise RLIMIT_CPU", "lease", r.LeaseID, "pid", r.PID, "err", err)
+			return 0, false
+		}
+		return l.value, true
+	}
+	return 0, false
+}

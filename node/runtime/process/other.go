@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/filecoin-project/go-clock"
 	"github.com/spotmesh/spotmesh/node/runtime"
@@ -53,6 +54,11 @@ func (d *Driver) List(context.Context) ([]runtime.Instance, error) { return nil,
 // Terminate implements runtime.Driver.
 func (d *Driver) Terminate(context.Context, string) (runtime.Instance, error) {
 	return runtime.Instance{}, unsupported("terminate")
+}
+
+// Extend implements runtime.Driver.
+func (d *Driver) Extend(context.Context, string, time.Time) (runtime.Instance, error) {
+	return runtime.Instance{}, unsupported("extend")
 }
 
 // Close implements runtime.Driver.

@@ -73,9 +73,12 @@ func newDriver(t testing.TB, cfg process.Config) *process.Driver {
 }
 
 func TestConformance(t *testing.T) {
+	const grace = 300 * time.Millisecond
 	drivertest.Run(t, func(t *testing.T) runtime.Driver {
-		return newDriver(t, testConfig(t, t.TempDir()))
-	})
+		cfg := testConfig(t, t.TempDir())
+		cfg.WallGrace = grace
+		return newDriver(t, cfg)
+	}, drivertest.WithWallGrace(grace))
 }
 
 // fixture is one driver with the echo bundle and a cleanup that kills
