@@ -188,9 +188,11 @@ func (c *Cloud) provision(ctx context.Context, in *inst) {
 		"SPOTMESH_DISK=" + strconv.FormatUint(in.req.Limits.Disk, 10),
 		"SPOTMESH_APPLIANCE_CID=" + in.root.String(),
 	}
+	in.mu.Lock() // an extension may change the end meanwhile
 	if in.req.Ends != nil {
 		env = append(env, "SPOTMESH_LEASE_ENDS="+in.req.Ends.UTC().Format(time.RFC3339))
 	}
+	in.mu.Unlock()
 	for k, v := range in.req.Env {
 		env = append(env, k+"="+v)
 	}
