@@ -89,7 +89,7 @@ func leaseNewFlags() (*flags, *leaseNew) {
 	f, q := bookFlags()
 	f.verb = "lease new"
 	l := &leaseNew{q: q}
-	l.offer = f.str("offer", "", "the `CID` of the offer to lease, as 'book --json' lists it")
+	l.offer = f.str("offer", "", "the offer to lease: the `CID` 'book --json' lists, or its offer ID seller/key")
 	l.best = f.boolean("best", false, "lease the first offer of the book (with the book's filters) that grants one")
 	l.appliance = f.str("appliance", "", "the `CID` of the appliance to run; this node must hold it")
 	l.length = f.duration("for", 0, "the lease's length, a `duration` like 2h or 90s")
@@ -119,8 +119,10 @@ func (l *leaseNew) request(f *flags, pos []string) (api.LeaseRequest, error) {
 	}
 	req := api.LeaseRequest{Appliance: *l.appliance, For: api.Duration(*l.length), Slots: *l.slots}
 	if *l.offer != "" {
-		if _, err := cid.Decode(*l.offer); err != nil {
-			return api.LeaseRequest{}, usagef("--offer %q: not a CID: 'spotmesh book --json' lists the offers' CIDs", *l.offer)
+		if _, _, isID := strings.Cut(*l.offer, "/"); !isID {
+			if _, err := cid.Decode(*l.offer); err != nil {
+				return api.LeaseRequest{}, usagef("--offer %q: not a CID nor an offer ID seller/key: 'spotmesh book --json' lists both", *l.offer)
+			}
 		}
 		if len(l.q.Values()) > 0 {
 			return api.LeaseRequest{}, usagef("the book's filters go with --best, not --offer")

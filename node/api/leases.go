@@ -3,8 +3,11 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -82,21 +85,14 @@ func (s *Server) newLease(w http.ResponseWriter, r *http.Request) {
 	var in *lease.Info
 	var tried []lease.Attempt
 	if req.OfferCID != "" {
-		oc, err := cid.Decode(req.OfferCID)
+		offer, err := s.findOffer(req.OfferCID)
 		if err != nil {
-			bad("field offer_cid %q is not a CID: %v", req.OfferCID, err)
+			bad("%v", err)
 			return
-		}
-		var offer *protocol.Offer
-		for _, e := range s.b.Book(market.Query{IncludePaused: true}) {
-			if e.CID.Equals(oc) && e.Offer != nil {
-				offer = e.Offer
-				break
-			}
 		}
 		if offer == nil {
 			s.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound,
-				"lease: no offer %s in this node's book: it expired or was replaced; 'spotmesh book' lists the offers with their CIDs", req.OfferCID))
+				"lease: no offer %s in this node's book: it expired or was replaced; 'spotmesh book' lists the offers with their CIDs and offer IDs (seller/key)", req.OfferCID))
 			return
 		}
 		in, err = ls.Propose(ctx, offer, p)
@@ -355,4 +351,31 @@ func (s *Server) leaseError(op string, err error) *Error {
 		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "%s: %v: the node is starting or stopping; try again", op, err)
 	}
 	return s.mapError(op, err)
+}
+
+// findOffer finds an offer in the book by the CID of the copy held, or by
+// its offer ID (seller/key), which names every copy of it.
+func (s *Server) findOffer(ref string) (*protocol.Offer, error) {
+	if seller, key, ok := strings.Cut(ref, "/"); ok {
+		id, err := peer.Decode(seller)
+		if err != nil {
+			return nil, fmt.Errorf("field offer_cid %q: not a CID, nor an offer ID seller/key with a peer ID: %v", ref, err)
+		}
+		for _, e := range s.b.Book(market.Query{Seller: id, IncludePaused: true, Limit: math.MaxInt32}) {
+			if e.Offer != nil && e.Offer.Key == key {
+				return e.Offer, nil
+			}
+		}
+		return nil, nil
+	}
+	oc, err := cid.Decode(ref)
+	if err != nil {
+		return nil, fmt.Errorf("field offer_cid %q is not a CID (nor an offer ID seller/key): %v", ref, err)
+	}
+	for _, e := range s.b.Book(market.Query{IncludePaused: true, Limit: math.MaxInt32}) {
+		if e.CID.Equals(oc) && e.Offer != nil {
+			return e.Offer, nil
+		}
+	}
+	return nil, nil
 }

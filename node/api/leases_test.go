@@ -61,6 +61,13 @@ func leaseCases(t *testing.T) []apiCase {
 					t.Errorf("refusal = %s", b)
 				}
 			}},
+		{name: "lease an offer by its offer ID", method: "POST", target: "/v1/leases", wantStatus: 201,
+			bodyFn: func(f *apitest.Fake) string {
+				o := f.Book(market.Query{})[0].Offer
+				return fmt.Sprintf(`{"offer_cid":%q,"appliance":%q,"for":"2h"}`, o.ID().String(), testApplianceCID)
+			}},
+		{name: "lease an offer ID not in the book", method: "POST", target: "/v1/leases", wantStatus: 404, wantCode: api.CodeNotFound,
+			body: `{"offer_cid":"` + testPeer + `/nope","appliance":"` + testApplianceCID + `","for":"2h"}`},
 		{name: "lease an offer not in the book", method: "POST", target: "/v1/leases", wantStatus: 404, wantCode: api.CodeNotFound,
 			body: `{"offer_cid":"` + missingCID + `","appliance":"` + testApplianceCID + `","for":"2h"}`},
 		{name: "lease, both offer and best", method: "POST", target: "/v1/leases", bodyFn: offerBody(`,"best":{}`), wantStatus: 400, wantCode: api.CodeBadRequest, check: wantMessage("exactly one")},
