@@ -28,10 +28,7 @@ func (s *Service) serveProposal(ctx context.Context, remote peer.ID, body, offer
 	pc := protocol.CIDOf(body)
 	p, err := protocol.DecodeLeaseProposal(body, s.lim)
 	if err != nil {
-		if errors.Is(err, protocol.ErrUnknownVersion) {
-			return s.reject(pc, protocol.ReasonUnknownVersion, err.Error())
-		}
-		return s.reject(pc, protocol.ReasonInvalid, err.Error())
+		return s.rejectUnreadable(pc, err)
 	}
 	if p.Buyer != remote {
 		return s.reject(pc, protocol.ReasonNotBuyer, fmt.Sprintf("the proposal's buyer is %s, the peer sending it is %s", p.Buyer, remote))
@@ -40,10 +37,7 @@ func (s *Service) serveProposal(ctx context.Context, remote peer.ID, body, offer
 		return s.reject(pc, protocol.ReasonInvalid, fmt.Sprintf("the proposal is for seller %s; this is %s", p.Seller, s.self))
 	}
 	if err := p.ValidateFields(now, s.lim); err != nil {
-		if errors.Is(err, protocol.ErrUnknownVersion) {
-			return s.reject(pc, protocol.ReasonUnknownVersion, err.Error())
-		}
-		return s.reject(pc, protocol.ReasonInvalid, err.Error())
+		return s.rejectUnreadable(pc, err)
 	}
 	if err := protocol.VerifySignature(p); err != nil {
 		return s.reject(pc, protocol.ReasonBadSignature, err.Error())
@@ -175,10 +169,7 @@ func (s *Service) serveRenewal(ctx context.Context, remote peer.ID, body []byte)
 	rc := protocol.CIDOf(body)
 	r, err := protocol.DecodeLeaseRenewal(body, s.lim)
 	if err != nil {
-		if errors.Is(err, protocol.ErrUnknownVersion) {
-			return s.reject(rc, protocol.ReasonUnknownVersion, err.Error())
-		}
-		return s.reject(rc, protocol.ReasonInvalid, err.Error())
+		return s.rejectUnreadable(rc, err)
 	}
 	if r.Buyer != remote {
 		return s.reject(rc, protocol.ReasonNotBuyer, fmt.Sprintf("the renewal's buyer is %s, the peer sending it is %s", r.Buyer, remote))
@@ -296,10 +287,7 @@ func (s *Service) serveEnd(ctx context.Context, remote peer.ID, body []byte) (by
 	ec := protocol.CIDOf(body)
 	e, err := protocol.DecodeLeaseEnd(body, s.lim)
 	if err != nil {
-		if errors.Is(err, protocol.ErrUnknownVersion) {
-			return s.reject(ec, protocol.ReasonUnknownVersion, err.Error())
-		}
-		return s.reject(ec, protocol.ReasonInvalid, err.Error())
+		return s.rejectUnreadable(ec, err)
 	}
 	if e.By != remote {
 		return s.reject(ec, protocol.ReasonNotBuyer, fmt.Sprintf("the end is signed for %s, the peer sending it is %s", e.By, remote))
@@ -809,4 +797,14 @@ func (s *Service) Resume(ctx context.Context, key string) error {
 		return fmt.Errorf("lease: resume %s: %w: this node sells nothing", key, ErrInvalid)
 	}
 	return s.offers.SetPaused(ctx, key, false)
+}
+
+// rejectUnreadable refuses a request whose record could not be decoded or
+// whose fields are out of range: "unknown version" when that is the
+// cause, so the sender learns to upgrade, "invalid" otherwise.
+func (s *Service) rejectUnreadable(c cid.Cid, err error) (byte, []byte) {
+	if errors.Is(err, protocol.ErrUnknownVersion) {
+		return s.reject(c, protocol.ReasonUnknownVersion, err.Error())
+	}
+	return s.reject(c, protocol.ReasonInvalid, err.Error())
 }
