@@ -37,6 +37,7 @@ import (
 	"github.com/spotmesh/spotmesh/node/offers"
 	"github.com/spotmesh/spotmesh/node/runtime"
 	"github.com/spotmesh/spotmesh/node/runtime/process"
+	"github.com/spotmesh/spotmesh/node/settle"
 	proto "github.com/spotmesh/spotmesh/protocol"
 	"github.com/spotmesh/spotmesh/store"
 )
@@ -58,6 +59,7 @@ type options struct {
 	driver runtime.Driver
 	rtCfg  *runtime.Config
 	lcfg   *lease.Config
+	scfg   *settle.Config
 }
 
 // WithDriver runs the instances of leases sold through d instead of the
@@ -70,6 +72,10 @@ func WithRuntimeConfig(c runtime.Config) Option { return func(o *options) { o.rt
 
 // WithLeaseConfig tunes the lease service.
 func WithLeaseConfig(c lease.Config) Option { return func(o *options) { o.lcfg = &c } }
+
+// WithSettleConfig replaces the settle service's defaults (tests shorten
+// its resend and claim delays).
+func WithSettleConfig(c settle.Config) Option { return func(o *options) { o.scfg = &c } }
 
 // WithPubsubOptions adds gossipsub options (tracers in tests, tuning).
 func WithPubsubOptions(o ...pubsub.Option) Option {
@@ -116,6 +122,7 @@ type Node struct {
 	// leases negotiates leases; drv and rt (nil when the node sells no
 	// instances) run the instances of those sold.
 	leases *lease.Service
+	settle *settle.Service
 	drv    runtime.Driver
 	rt     *runtime.Runtime
 
@@ -198,6 +205,13 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		n.db.Close()
 		return nil, err
 	}
+	if err := n.newSettle(); err != nil {
+		if n.drv != nil {
+			n.drv.Close()
+		}
+		n.db.Close()
+		return nil, err
+	}
 	n.metrics = newMetrics(
 		func() float64 { return float64(n.book.Len()) },
 		func() float64 {
@@ -228,7 +242,8 @@ func (n *Node) newLeases() error {
 		}
 		n.drv = d
 	}
-	deps := lease.Deps{DB: n.db, Queue: n.queue, Key: n.key, Book: n.book, Clock: n.clk, Limits: n.lim, Logger: n.log}
+	deps := lease.Deps{DB: n.db, Queue: n.queue, Key: n.key, Book: n.book, Clock: n.clk, Limits: n.lim, Logger: n.log,
+		OnChange: n.leaseChanged}
 	if n.drv != nil {
 		rcfg := runtime.DefaultConfig()
 		if n.opts.rtCfg != nil {
@@ -272,6 +287,9 @@ func (n *Node) startLeases(ctx context.Context) error {
 	}
 	if err := n.leases.Start(ctx, n.host); err != nil {
 		return fmt.Errorf("start leases: %w", err)
+	}
+	if err := n.settle.Start(ctx, n.host); err != nil {
+		return fmt.Errorf("start settle: %w", err)
 	}
 	return nil
 }
@@ -637,6 +655,7 @@ func (n *Node) Close() error {
 		}
 		// Leases first: their provisioning calls use the runtime and the
 		// appliances. Instances keep running; the next start re-adopts them.
+		errs = append(errs, n.settle.Close())
 		errs = append(errs, n.leases.Close())
 		if n.rt != nil {
 			errs = append(errs, n.rt.Close())

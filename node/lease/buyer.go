@@ -219,6 +219,7 @@ func (s *Service) acceptLease(body []byte, prop *protocol.LeaseProposal, pc cid.
 			// Given up while the answer travelled: the pending record's
 			// job tells the seller (by proposal CID).
 			rec.State, rec.Cause, rec.End = protocol.StateEnded, protocol.CauseEndedByBuyer, pd.End
+			rec.Ended = protocol.TimeOf(now)
 			return setRec(t, boughtKey(id), rec)
 		}
 		if err := setRec(t, boughtKey(id), rec); err != nil {
@@ -229,6 +230,7 @@ func (s *Service) acceptLease(body []byte, prop *protocol.LeaseProposal, pc cid.
 	if err != nil {
 		return nil, fmt.Errorf("store lease %s: %w", id, err)
 	}
+	s.changed(RoleBuyer, id)
 	return rec.info(RoleBuyer, id, s.lim)
 }
 
@@ -502,6 +504,7 @@ func (s *Service) Renew(ctx context.Context, id cid.Cid, extend time.Duration) (
 	if err != nil {
 		return fail(err)
 	}
+	s.changed(RoleBuyer, id)
 	return rec.info(RoleBuyer, id, s.lim)
 }
 
@@ -598,6 +601,7 @@ func (s *Service) End(ctx context.Context, id cid.Cid) (*Info, error) {
 		}
 		send = true
 		rec.State, rec.Cause, rec.End = protocol.StateEnded, protocol.CauseEndedByBuyer, raw
+		rec.Ended = e.At
 		rec.Updated = now.UnixNano()
 		if err := setRec(t, boughtKey(id), rec); err != nil {
 			return err
@@ -609,6 +613,9 @@ func (s *Service) End(ctx context.Context, id cid.Cid) (*Info, error) {
 	})
 	if err != nil {
 		return fail(err)
+	}
+	if send {
+		s.changed(RoleBuyer, id)
 	}
 	in, err := rec.info(RoleBuyer, id, s.lim)
 	if err != nil {
@@ -731,11 +738,15 @@ func (s *Service) expireBought(id cid.Cid) error {
 			return nil
 		}
 		rec.State, rec.Cause = protocol.StateEnded, protocol.CauseExpired
+		rec.Ended = rec.Ends
 		rec.Updated = now.UnixNano()
 		return setRec(t, boughtKey(id), rec)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return nil
+	}
+	if err == nil {
+		s.changed(RoleBuyer, id)
 	}
 	return err
 }
@@ -798,6 +809,7 @@ func (s *Service) Refresh(ctx context.Context, id cid.Cid) (*Info, error) {
 		case cur.State == protocol.StateEnded:
 		case st.State == protocol.StateEnded:
 			cur.State, cur.Cause = st.State, st.Cause
+			cur.Ended = min(protocol.TimeOf(now), cur.Ends)
 			if err := t.Cancel(JobExpire, "bought/"+id.String()); err != nil {
 				return err
 			}
@@ -810,6 +822,7 @@ func (s *Service) Refresh(ctx context.Context, id cid.Cid) (*Info, error) {
 	if err != nil {
 		return fail(err)
 	}
+	s.changed(RoleBuyer, id)
 	return rec.info(RoleBuyer, id, s.lim)
 }
 

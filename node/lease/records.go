@@ -76,8 +76,12 @@ type record struct {
 	MaxLease  protocol.Millis `cbor:"max_lease,omitempty"`
 	Addrs     []string        `cbor:"addrs,omitempty"`
 	// End is the signed LeaseEnd that ended it early, if any.
-	End     []byte `cbor:"end,omitempty"`
-	Updated int64  `cbor:"updated"`
+	End []byte `cbor:"end,omitempty"`
+	// Ended is when the lease ended: the buyer's signed end's time when
+	// the buyer ended it, the lease's end when it expired, else when this
+	// node ended it or learnt that it had.
+	Ended   protocol.Time `cbor:"ended,omitempty"`
+	Updated int64         `cbor:"updated"`
 
 	lease *protocol.Lease // decoded Raw, not stored
 }
@@ -194,6 +198,7 @@ func (r *record) info(role Role, id cid.Cid, lim protocol.Limits) (*Info, error)
 		Appliance:  p.Appliance.Cid,
 		Lease:      l,
 		Raw:        r.Raw,
+		Ended:      endedTime(r.Ended),
 		Updated:    time.Unix(0, r.Updated).UTC(),
 	}, nil
 }
@@ -235,4 +240,11 @@ func decodeStored(b []byte, v any) error {
 		return fmt.Errorf("stored lease record: %w", err)
 	}
 	return nil
+}
+
+func endedTime(t protocol.Time) time.Time {
+	if t == 0 {
+		return time.Time{}
+	}
+	return t.Std()
 }

@@ -265,6 +265,7 @@ func (s *Service) serveRenewal(ctx context.Context, remote peer.ID, body []byte)
 		return s.reject(rc, protocol.ReasonBusy, err.Error())
 	}
 	s.log.Info("lease renewed", "lease", id, "buyer", remote, "ends", ext.Ends)
+	s.changed(RoleSeller, id)
 	if x, ok := s.prov.(Extender); ok {
 		if err := x.Extend(ctx, id, ext.Ends.Std()); err != nil {
 			s.log.Warn("extend the lease's instance", "lease", id, "ends", ext.Ends, "err", err)
@@ -502,6 +503,7 @@ func (s *Service) endSold(id cid.Cid, cause protocol.EndCause, detail string, en
 		rec.State, rec.Cause = protocol.StateEnded, cause
 		rec.Detail = detail
 		rec.End = endRaw
+		rec.Ended = endedAt(rec, endRaw, now, s.lim)
 		rec.Updated = now.UnixNano()
 		if err := setRec(t, soldKey(id), rec); err != nil {
 			return err
@@ -511,7 +513,31 @@ func (s *Service) endSold(id cid.Cid, cause protocol.EndCause, detail string, en
 		}
 		return t.Schedule(store.Job{Kind: JobTerminate, ID: id.String(), Data: []byte(cause)})
 	})
+	if err == nil {
+		s.changed(RoleSeller, id)
+	}
 	return out, err
+}
+
+// endedAt is when a seller's lease ended: at the time of the buyer's
+// signed end when it sent one (not before the lease started, not after
+// now), at its end when it expired, else now.
+func endedAt(rec *record, endRaw []byte, now time.Time, lim protocol.Limits) protocol.Time {
+	at := protocol.TimeOf(now)
+	if at > rec.Ends {
+		at = rec.Ends
+	}
+	if endRaw == nil {
+		return at
+	}
+	e, err := protocol.DecodeLeaseEnd(endRaw, lim)
+	if err != nil || e.At >= at {
+		return at
+	}
+	if l, err := rec.decode(lim); err == nil && e.At < l.Proposal.Start {
+		return l.Proposal.Start
+	}
+	return e.At
 }
 
 // EndLease ends one of the seller's leases early (ended_by_seller): the
@@ -545,7 +571,7 @@ func (s *Service) SetState(ctx context.Context, id cid.Cid, r Report) error {
 		return fmt.Errorf("lease %s: set state %q: %w: want provisioning, running or ended", id, r.State, ErrInvalid)
 	}
 	now := s.clk.Now()
-	return s.db.Update(func(t *store.Txn) error {
+	err := s.db.Update(func(t *store.Txn) error {
 		rec, err := getRecord(t, RoleSeller, id)
 		if err != nil {
 			return err
@@ -560,6 +586,10 @@ func (s *Service) SetState(ctx context.Context, id cid.Cid, r Report) error {
 		rec.Updated = now.UnixNano()
 		return setRec(t, soldKey(id), rec)
 	})
+	if err == nil {
+		s.changed(RoleSeller, id)
+	}
+	return err
 }
 
 // runExpire ends a lease at its end: the seller's is terminated, the

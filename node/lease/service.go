@@ -38,6 +38,11 @@ type Deps struct {
 	Limits protocol.Limits
 	// Logger: nil discards.
 	Logger *slog.Logger
+	// OnChange, if set, is called after a lease's stored state changed
+	// (granted, running, renewed, ended), with the role of this node and
+	// the lease ID. It must not block: it runs on the service's
+	// goroutines.
+	OnChange func(role Role, id cid.Cid)
 }
 
 // Service negotiates, stores and tracks the node's leases, as buyer and as
@@ -53,6 +58,7 @@ type Service struct {
 	clk    clock.Clock
 	lim    protocol.Limits
 	log    *slog.Logger
+	onChg  func(Role, cid.Cid)
 
 	host host.Host // set by Start, before the handler is registered
 
@@ -121,7 +127,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	s := &Service{
 		cfg: cfg, db: d.DB, key: d.Key, self: self,
 		offers: d.Offers, prov: d.Provisioner, book: d.Book,
-		clk: d.Clock, lim: d.Limits, log: d.Logger.With("component", "lease"),
+		clk: d.Clock, lim: d.Limits, log: d.Logger.With("component", "lease"), onChg: d.OnChange,
 		proposals:  make(chan *proposalReq, cfg.QueueDepth),
 		commitDone: make(chan commitResult, cfg.MaxCommits),
 		copies:     make(map[cid.Cid]offerCopy),
@@ -330,4 +336,11 @@ func cleanText(s string) string {
 // isClosed reports whether err is the service or the store closing.
 func isClosed(err error) bool {
 	return errors.Is(err, ErrClosed) || errors.Is(err, store.ErrClosed) || errors.Is(err, context.Canceled)
+}
+
+// changed tells the OnChange hook that a lease's state changed.
+func (s *Service) changed(role Role, id cid.Cid) {
+	if s.onChg != nil {
+		s.onChg(role, id)
+	}
 }

@@ -119,7 +119,10 @@ type Info struct {
 	Ends       time.Time
 	AcceptedAt time.Time
 	Extensions int
-	Appliance  cid.Cid
+	// Ended is when the lease ended (zero until it has): for a lease its
+	// buyer ended, the time of the buyer's signed end.
+	Ended     time.Time
+	Appliance cid.Cid
 	// Lease is the signed contract, Raw its bytes (nil while proposed).
 	Lease *protocol.Lease
 	Raw   []byte
