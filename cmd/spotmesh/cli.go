@@ -103,6 +103,12 @@ func verbs() []verb {
 		{"lease", "new|ls|show|renew|end ...", "lease an offer's instance, and list, renew and end leases", leaseGroup.run},
 		{"instances", "ls", "list the instances this node runs for leases it sold", instancesGroup.run},
 		{"deny", "add|ls|rm PEER", "refuse a buyer's proposals, list and lift refusals", denyGroup.run},
+		{"receipts", "ls --lease ID", "list a lease's usage receipts: period, usage, amount, acked or disputed", receiptsGroup.run},
+		{"settle", "ls|show ...", "list each lease's billing (open, settled, disputed, claimed) and show one in full", settleGroup.run},
+		{"balance", "", "show what each counterparty and this node owe each other, per currency", cmdBalance},
+		{"invoice", "--month YYYY-MM [--csv]", "list a month's acknowledged receipts, as seller and as buyer (table, --csv or --json)", cmdInvoice},
+		{"backup", "-o FILE", "write a backup of the running node: its database, config and private key", cmdBackup},
+		{"restore", "FILE", "make a new home (--home, absent or empty) from a backup: the same node again", cmdRestore},
 		{"version", "", "show the build's version", cmdVersion},
 		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local nodes and show a buyer's book", cmdDemo},
 
@@ -300,6 +306,12 @@ func verbFlags(name string) *flags {
 		return f
 	case "book":
 		f, _ := bookFlags()
+		return f
+	case "invoice":
+		f, _, _ := invoiceFlags()
+		return f
+	case "backup":
+		f, _ := backupFlags()
 		return f
 	}
 	return nil

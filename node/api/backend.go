@@ -13,6 +13,7 @@ import (
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
 	"github.com/spotmesh/spotmesh/node/runtime"
+	"github.com/spotmesh/spotmesh/node/settle"
 	"github.com/spotmesh/spotmesh/protocol"
 )
 
@@ -51,6 +52,16 @@ type Backend interface {
 	// Instances lists the instances of the node's runtime: none when the
 	// node runs no driver.
 	Instances() []runtime.Instance
+
+	// Backup writes a consistent copy of the node's database to w while
+	// the node runs (store.DB.Backup); store.Restore reads it back. It
+	// writes from one goroutine at a time.
+	Backup(w io.Writer) error
+
+	// SettleService is the node's settle service (receipts, settlements,
+	// the ledger), or nil when it has none (the settle routes then answer
+	// 503).
+	SettleService() Settlement
 }
 
 // Leases is what the API needs of the lease service; *lease.Service
@@ -87,6 +98,19 @@ type Appliances interface {
 }
 
 var _ Appliances = (*appliance.Service)(nil)
+
+// Settlement is what the API needs of the settle service: the ledger, read
+// only. *settle.Service implements it. An unknown lease is an error
+// wrapping settle.ErrNotFound.
+type Settlement interface {
+	Receipts(id cid.Cid) ([]settle.Receipt, error)
+	Summary(id cid.Cid) (*settle.Summary, error)
+	Summaries() ([]*settle.Summary, error)
+	Balances() ([]settle.Balance, error)
+	Invoice(t time.Time) (*settle.Invoice, error)
+}
+
+var _ Settlement = (*settle.Service)(nil)
 
 // Identity is a node's identity and addresses.
 type Identity struct {

@@ -281,7 +281,7 @@ func unauthorizedCases() []apiCase {
 		if r.Public {
 			continue
 		}
-		target := strings.NewReplacer("{key}", "k1", "{cid}", testApplianceCID, "{id}", testApplianceCID,
+		target := strings.NewReplacer("{key}", "k1", "{cid}", testApplianceCID, "{id}", testApplianceCID, "{lease}", testApplianceCID,
 			"{peer}", "12D3KooWGzBvjZ8RsGdLyqH5Rz6q3H2Wbqfkp5bn7oZcTn8uHkTx").Replace(r.Path)
 		for _, tok := range []string{"-", "Bearer wrong-token-0123456789abcdef", "Basic " + apitest.Token, "Bearer", "bearer " + apitest.Token + "x"} {
 			c := apiCase{name: r.String() + " token " + tok, method: r.Method, target: target, token: tok,
@@ -302,7 +302,8 @@ func TestOpenAPIConformance(t *testing.T) {
 	_, router := loadSpec(t)
 	registerNDJSON()
 	served := map[string]bool{}
-	cases := append(append(apiCases(t), applianceCases(t)...), leaseCases(t)...)
+	cases := append(append(append(apiCases(t), applianceCases(t)...), leaseCases(t)...), backupCases(t)...)
+	cases = append(cases, settleCases(t)...)
 	for _, c := range append(cases, unauthorizedCases()...) {
 		t.Run(c.name, func(t *testing.T) {
 			f := apitest.NewFake(t)

@@ -131,6 +131,12 @@ func routeTable() []route {
 		{Route{"GET", "/v1/deny", false}, (*Server).listDenied},
 		{Route{"POST", "/v1/deny", false}, (*Server).deny},
 		{Route{"DELETE", "/v1/deny/{peer}", false}, (*Server).allow},
+		{Route{"GET", "/v1/backup", false}, (*Server).backup},
+		{Route{"GET", "/v1/leases/{id}/receipts", false}, (*Server).listReceipts},
+		{Route{"GET", "/v1/settlements", false}, (*Server).listSettlements},
+		{Route{"GET", "/v1/settlements/{lease}", false}, (*Server).getSettlement},
+		{Route{"GET", "/v1/balance", false}, (*Server).balance},
+		{Route{"GET", "/v1/invoice", false}, (*Server).invoice},
 	}
 }
 

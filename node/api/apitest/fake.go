@@ -57,6 +57,14 @@ type Fake struct {
 	NoLeases bool
 	// Insts are what Instances returns (one FakeInstance to begin with).
 	Insts []runtime.Instance
+	// Ledger backs SettleService (empty to begin with; AddSample fills
+	// it); NoSettle makes SettleService return nil.
+	Ledger   *FakeSettle
+	NoSettle bool
+	// backupData and backupErr are what Backup writes and returns
+	// (SetBackup).
+	backupData []byte
+	backupErr  error
 }
 
 var _ api.Backend = (*Fake)(nil)
@@ -67,6 +75,7 @@ func NewFake(t testing.TB) *Fake {
 	k, id := NewKey(t)
 	f := &Fake{Key: k, ID: id, Now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), own: map[string]offers.Status{}}
 	f.Leases = newFakeLeases(f)
+	f.Ledger = newFakeSettle()
 	f.Insts = []runtime.Instance{FakeInstance(f.Now)}
 	f.Registry = prometheus.NewRegistry()
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "spotmesh_test_total", Help: "A test counter."})
