@@ -3,6 +3,7 @@ package protocol
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"math/bits"
 	"time"
 
@@ -353,12 +354,19 @@ func Charge(p Price, slots uint32, billed Millis) (int64, error) {
 	if p.Micro < 0 || billed < 0 {
 		return 0, fmt.Errorf("charge: %w: negative price or time", ErrInvalid)
 	}
+	const msPerHour = 3_600_000
 	hi, lo := bits.Mul64(uint64(p.Micro), uint64(slots))
 	if hi != 0 {
-		return 0, fmt.Errorf("charge: %w: price times slots overflows", ErrInvalid)
+		// Price times slots beyond 64 bits: rare enough for big numbers.
+		q := new(big.Int).Mul(big.NewInt(p.Micro), big.NewInt(int64(slots)))
+		q.Mul(q, big.NewInt(int64(billed)))
+		q.Quo(q, big.NewInt(msPerHour))
+		if !q.IsInt64() {
+			return 0, fmt.Errorf("charge: %w: total overflows", ErrInvalid)
+		}
+		return q.Int64(), nil
 	}
 	hi, lo = bits.Mul64(lo, uint64(billed))
-	const msPerHour = 3_600_000
 	if hi >= msPerHour {
 		return 0, fmt.Errorf("charge: %w: total overflows", ErrInvalid)
 	}
@@ -381,6 +389,9 @@ type ChainCheck struct {
 	// Ends is the lease's end after its extensions, or when it was ended
 	// early, whichever is sooner.
 	Ends Time
+	// Verified: the caller has verified the receipt's signature already
+	// (VerifySignature), so CheckReceipt does not again.
+	Verified bool
 }
 
 // DisputeError is a receipt that fails a buyer's checks: the reason to
@@ -402,11 +413,13 @@ func CheckReceipt(c ChainCheck, r *UsageReceipt, now time.Time, lim Limits) erro
 		return &DisputeError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 	}
 	l := c.Lease
-	if err := VerifySignature(r); err != nil {
-		return dispute(DisputeBadChain, "receipt %d: %v", r.Seq, err)
+	if !c.Verified {
+		if err := VerifySignature(r); err != nil {
+			return dispute(DisputeBadChain, "receipt %d: %v", r.Seq, err)
+		}
 	}
 	if err := r.ValidateFields(now, lim); err != nil {
-		if r.IssuedAt.Std().After(now.Add(lim.ClockSkew)) || r.To.Std().After(now.Add(lim.ClockSkew)) {
+		if r.To.Std().After(now.Add(lim.ClockSkew)) {
 			return dispute(DisputeOutsideLease, "receipt %d: period ends at %s, in the future", r.Seq, r.To)
 		}
 		return dispute(DisputeBadChain, "receipt %d: %v", r.Seq, err)
@@ -609,6 +622,9 @@ func (s *Settlement) ValidateFields(now time.Time, lim Limits) error {
 	if (s.Head == nil) != (s.HeadSeq == 0) || (s.Acked == nil) != (s.AckedSeq == 0) {
 		return bad("a head goes with its sequence number, and only with it")
 	}
+	if s.Head == nil && s.HeadTotal != 0 || s.Acked == nil && s.Total != 0 {
+		return bad("a total goes with the receipt that carries it")
+	}
 	if s.AckedSeq > s.HeadSeq || s.Total < 0 || s.Total > s.HeadTotal {
 		return bad("acknowledged %d (total %d) beyond the head %d (total %d)", s.AckedSeq, s.Total, s.HeadSeq, s.HeadTotal)
 	}
@@ -712,7 +728,7 @@ func ClaimBound(l *Lease, acked *UsageReceipt) (int64, error) {
 		}
 	}
 	billed := done + extra
-	if done < p.Length && billed > p.Length {
+	if done <= p.Length && billed > p.Length {
 		billed = p.Length
 	}
 	return Charge(p.Price, p.Slots, billed)
@@ -769,6 +785,10 @@ func (c *Claim) Validate(now time.Time, lim Limits) error {
 		}
 		if !r.Lease.Equals(leaseID) || r.Seller != c.Lease.Seller || r.Buyer != c.Lease.Buyer() {
 			return bad("the receipt belongs to another lease")
+		}
+		p := &c.Lease.Proposal
+		if total, err := Charge(p.Price, p.Slots, r.Billed); err != nil || r.Currency != p.Price.Currency || total != r.Total {
+			return bad("the receipt's total %d %s is not the lease's price for %v", r.Total, r.Currency, r.Billed.Std())
 		}
 		rc, err := r.CID()
 		if err != nil {

@@ -96,7 +96,13 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 		s.log.Warn("receipts from a peer that is not the lease's seller", "lease", id, "peer", remote)
 		return nil
 	}
-	defer s.lock(id)()
+	unlock := s.lock(id)
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
 	now := s.clk.Now()
 	var st *state
 	var prev *protocol.UsageReceipt
@@ -195,17 +201,21 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 		}
 		var tag byte
 		var ans []byte
+		sigErr := protocol.VerifySignature(r)
 		switch {
 		case st.disputed():
 			// Past a dispute nothing is acknowledged; the seller's receipts
 			// are still kept (below), so that the settlement names its head.
-			if err := protocol.VerifySignature(r); err != nil {
-				out[i].Refused = fmt.Sprintf("receipt %d: %v", r.Seq, err)
+			if sigErr != nil {
+				out[i].Refused = fmt.Sprintf("receipt %d: %v", r.Seq, sigErr)
 				continue
 			}
 			out[i] = answer{Dispute: st.Disputes[0]}
 		default:
-			err := protocol.CheckReceipt(protocol.ChainCheck{Lease: l.Lease, LeaseID: id, Prev: prev, PrevID: st.headCID(), Ends: ends}, r, now, s.lim)
+			var err error = &protocol.DisputeError{Reason: protocol.DisputeBadChain, Detail: fmt.Sprintf("receipt %d: %v", r.Seq, sigErr)}
+			if sigErr == nil {
+				err = protocol.CheckReceipt(protocol.ChainCheck{Lease: l.Lease, LeaseID: id, Prev: prev, PrevID: st.headCID(), Ends: ends, Verified: true}, r, now, s.lim)
+			}
 			if err == nil && s.cfg.Probe {
 				if why, bad := s.probes.unreachable(id, r.From, r.To); bad {
 					err = &protocol.DisputeError{Reason: protocol.DisputeUnreachable, Detail: fmt.Sprintf("receipt %d: %s", r.Seq, why)}
@@ -236,7 +246,7 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 			}
 		}
 		changed = true
-		if protocol.VerifySignature(r) != nil {
+		if sigErr != nil {
 			// A forgery is answered (disputed) but not kept.
 			continue
 		}
@@ -252,10 +262,16 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 		}
 	}
 	if !changed {
-		return nil
+		// Answers from the store: durable once the round that covers
+		// their commit is over (they may have been committed just now by
+		// a concurrent delivery that still waits for it).
+		return s.db.Sync()
 	}
 	st.Updated = now.UnixNano()
-	err = s.db.Update(func(t *store.Txn) error {
+	// Commit under the lease's lock, then wait for the group-commit fsync
+	// without it: answers go out only once durable, and receipts of other
+	// leases on the same lock stripe need not wait for this fsync.
+	err = s.db.UpdateSoft(func(t *store.Txn) error {
 		for _, w := range writes {
 			if err := t.Set(rcptKey(id, w.seq), w.raw); err != nil {
 				return err
@@ -268,6 +284,11 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 		}
 		return putState(t, id, st)
 	})
+	unlock()
+	locked = false
+	if err == nil {
+		err = s.db.Sync()
+	}
 	if err != nil {
 		for i := range out {
 			out[i] = answer{Refused: "the buyer could not store the receipt; send it again"}

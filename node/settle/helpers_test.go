@@ -12,6 +12,7 @@ import (
 
 	"github.com/filecoin-project/go-clock"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -45,6 +46,8 @@ type env struct {
 	lim protocol.Limits
 	cfg Config
 	mn  mocknet.Mocknet
+	// tcp: parties get real libp2p hosts on 127.0.0.1.
+	tcp bool
 }
 
 func newEnv(t testing.TB) *env {
@@ -86,6 +89,16 @@ func (e *env) party() *party {
 	id, _ := peer.IDFromPrivateKey(key)
 	p := &party{e: e, clk: e.clk, cfg: e.cfg, key: key, id: id, dir: e.t.TempDir(), meter: &fakeMeter{}}
 	p.leases = &fakeLeases{p: p, m: make(map[cid.Cid]*Lease)}
+	if e.tcp {
+		p.h, err = libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+			libp2p.DisableRelay(), libp2p.DisableMetrics())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(func() { _ = p.h.Close() })
+		p.open()
+		return p
+	}
 	n := len(e.mn.Peers()) + 1
 	p.h, err = e.mn.AddPeer(key, ma.StringCast(fmt.Sprintf("/ip4/100.64.0.%d/tcp/4001", n)))
 	if err != nil {
@@ -268,8 +281,12 @@ func (e *env) deal(seller, buyer *party, tm terms, endpoint string) cid.Cid {
 	buyer.LeaseChanged(false, id)
 	seller.LeaseChanged(true, id)
 	waitFor(e.t, "billing to start", func() bool {
-		_, err := seller.Summary(id)
-		return err == nil
+		var ok bool
+		_ = seller.db.View(func(t *store.Txn) error {
+			_, ok, _ = getState(t, true, id)
+			return nil
+		})
+		return ok
 	})
 	return id
 }

@@ -57,7 +57,8 @@ func (s *Service) Receipts(id cid.Cid) ([]Receipt, error) {
 	return out, nil
 }
 
-// stateOf reads a lease's state, sold or bought.
+// stateOf reads a lease's state, sold or bought; a lease that has no
+// billing yet reads as open and empty.
 func (s *Service) stateOf(t *store.Txn, id cid.Cid) (*state, bool, error) {
 	for _, sold := range []bool{false, true} {
 		st, ok, err := getState(t, sold, id)
@@ -66,6 +67,11 @@ func (s *Service) stateOf(t *store.Txn, id cid.Cid) (*state, bool, error) {
 		}
 		if ok {
 			return st, sold, nil
+		}
+	}
+	for _, sold := range []bool{false, true} {
+		if l, err := s.leases.Lease(id, sold); err == nil {
+			return newState(sold, l), sold, nil
 		}
 	}
 	return nil, false, fmt.Errorf("%w: this node holds no receipts or settlement of lease %s ('settle ls' lists them)", ErrNotFound, id)
