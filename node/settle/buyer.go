@@ -78,7 +78,8 @@ func (s *Service) serveReceipts(ctx context.Context, remote peer.ID, _ byte, bod
 // ack or a dispute for each, and stores receipts, answers and state in
 // one synced transaction before the answers go out.
 func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out []answer) error {
-	l, err := s.leases.Lease(id, false)
+	defer s.lock(id)()
+	l, err := s.boughtLease(id)
 	if err != nil {
 		for i := range out {
 			if out[i].Refused == "" {
@@ -96,31 +97,8 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 		s.log.Warn("receipts from a peer that is not the lease's seller", "lease", id, "peer", remote)
 		return nil
 	}
-	unlock := s.lock(id)
-	locked := true
-	defer func() {
-		if locked {
-			unlock()
-		}
-	}()
 	now := s.clk.Now()
-	var st *state
-	var prev *protocol.UsageReceipt
-	err = s.db.View(func(t *store.Txn) error {
-		var ok bool
-		st, ok, err = getState(t, false, id)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			st = newState(false, l)
-			return nil
-		}
-		if st.Seq > 0 {
-			prev, _, err = getReceipt(t, id, st.Seq)
-		}
-		return err
-	})
+	st, prev, err := s.boughtState(id, l)
 	if err != nil {
 		return err
 	}
@@ -262,16 +240,14 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 		}
 	}
 	if !changed {
-		// Answers from the store: durable once the round that covers
-		// their commit is over (they may have been committed just now by
-		// a concurrent delivery that still waits for it).
-		return s.db.Sync()
+		// Answers from the store, durable: whoever wrote them held the
+		// lease's lock until their commit was.
+		return nil
 	}
 	st.Updated = now.UnixNano()
-	// Commit under the lease's lock, then wait for the group-commit fsync
-	// without it: answers go out only once durable, and receipts of other
-	// leases on the same lock stripe need not wait for this fsync.
-	err = s.db.UpdateSoft(func(t *store.Txn) error {
+	// Answers go out only once durable. The committer writes them with
+	// other leases' in one synced transaction.
+	err = s.commit(func(t *store.Txn) error {
 		for _, w := range writes {
 			if err := t.Set(rcptKey(id, w.seq), w.raw); err != nil {
 				return err
@@ -284,17 +260,86 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 		}
 		return putState(t, id, st)
 	})
-	unlock()
-	locked = false
-	if err == nil {
-		err = s.db.Sync()
-	}
 	if err != nil {
+		s.dropBought(id)
 		for i := range out {
 			out[i] = answer{Refused: "the buyer could not store the receipt; send it again"}
 		}
+		return err
 	}
-	return err
+	s.keepBought(id, l, st, prev)
+	return nil
+}
+
+// boughtEntry is the buyer's cached billing of a lease: the lease, its
+// state and the head receipt.
+type boughtEntry struct {
+	l    *Lease
+	st   state
+	prev *protocol.UsageReceipt
+}
+
+// boughtLease returns a lease bought, from the cache (which LeaseChanged
+// clears) or the lease service. Call it under the lease's lock.
+func (s *Service) boughtLease(id cid.Cid) (*Lease, error) {
+	s.cacheMu.Lock()
+	e := s.bought[id]
+	s.cacheMu.Unlock()
+	if e != nil && e.l != nil {
+		return e.l, nil
+	}
+	return s.leases.Lease(id, false)
+}
+
+// boughtState returns a copy of the buyer's billing of a lease and its
+// head receipt, from the cache or the store. Call it under the lease's
+// lock.
+func (s *Service) boughtState(id cid.Cid, l *Lease) (*state, *protocol.UsageReceipt, error) {
+	s.cacheMu.Lock()
+	e := s.bought[id]
+	s.cacheMu.Unlock()
+	if e != nil {
+		st := e.st
+		st.Disputes = append([][]byte(nil), e.st.Disputes...)
+		return &st, e.prev, nil
+	}
+	var st *state
+	var prev *protocol.UsageReceipt
+	err := s.db.View(func(t *store.Txn) error {
+		var ok bool
+		var err error
+		st, ok, err = getState(t, false, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			st = newState(false, l)
+			return nil
+		}
+		if st.Seq > 0 {
+			prev, _, err = getReceipt(t, id, st.Seq)
+		}
+		return err
+	})
+	return st, prev, err
+}
+
+// keepBought caches the buyer's billing of a lease just stored.
+func (s *Service) keepBought(id cid.Cid, l *Lease, st *state, prev *protocol.UsageReceipt) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if st.Status != StatusOpen && st.Status != "" {
+		delete(s.bought, id)
+		return
+	}
+	s.bought[id] = &boughtEntry{l: l, st: *st, prev: prev}
+}
+
+// dropBought forgets the cached billing of a lease (after another write).
+func (s *Service) dropBought(id cid.Cid) {
+	s.cacheMu.Lock()
+	delete(s.bought, id)
+	s.cacheMu.Unlock()
 }
 
 // answerOf is the answer to a receipt received before: its stored ack
@@ -394,6 +439,7 @@ func (s *Service) serveSettlement(remote peer.ID, body []byte) (byte, []byte) {
 		return 0, nil
 	}
 	st.Settlement, st.Status, st.Updated = raw, Status(set.State), now.UnixNano()
+	s.dropBought(id)
 	if err := s.db.Update(func(t *store.Txn) error { return putState(t, id, st) }); err != nil {
 		return 0, nil
 	}
@@ -475,6 +521,7 @@ func (s *Service) serveClaim(remote peer.ID, body []byte) (byte, []byte) {
 		return s.refuse(fmt.Sprintf("this node bought no lease %s from %s", id, remote), nil)
 	}
 	defer s.lock(id)()
+	s.dropBought(id)
 	var st *state
 	err = s.db.Update(func(t *store.Txn) error {
 		var ok bool

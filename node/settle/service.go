@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
@@ -64,10 +63,20 @@ type Service struct {
 	log    *slog.Logger
 	find   func(context.Context, peer.ID) (peer.AddrInfo, error)
 
-	// locks serialize the changes of one lease's billing (striped by
-	// lease ID).
-	locks [256]sync.Mutex
-	seed  maphash.Seed
+	// locks serialize the changes of one lease's billing.
+	lockMu sync.Mutex
+	locks  map[cid.Cid]*leaseLock // guarded by lockMu
+
+	// bought caches the buyer's billing of its leases, so that a receipt
+	// costs no read of the store. An entry is read and written only under
+	// its lease's lock.
+	cacheMu sync.Mutex
+	bought  map[cid.Cid]*boughtEntry // guarded by cacheMu
+
+	// commits feed the committer, which writes the buyer's answers of
+	// many leases in one synced transaction.
+	commits    chan *commitReq
+	commitStop chan struct{}
 
 	probes *prober
 
@@ -111,8 +120,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg: cfg, db: d.DB, queue: d.Queue, key: d.Key, self: self,
 		leases: d.Leases, meter: d.Meter, clk: d.Clock, lim: d.Limits,
 		log: d.Logger.With("component", "settle"), find: d.FindPeer,
-		seed: maphash.MakeSeed(),
-		ctx:  ctx, cancel: cancel,
+		locks:   make(map[cid.Cid]*leaseLock),
+		bought:  make(map[cid.Cid]*boughtEntry),
+		commits: make(chan *commitReq, 1024), commitStop: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
 	}
 	s.idle = sync.NewCond(&s.gateMu)
 	s.probes = newProber(s)
@@ -141,6 +152,12 @@ func (s *Service) Start(ctx context.Context, h host.Host) error {
 	}
 	s.started, s.host = true, h
 	s.gateMu.Unlock()
+	// A few committers, so that one batch is written while another waits
+	// for its fsync.
+	for range committers {
+		s.wg.Add(1)
+		go s.commitLoop()
+	}
 	h.SetStreamHandler(ReceiptProtocol, s.handleReceipts)
 	h.SetStreamHandler(SettleProtocol, s.handleSettle)
 	if s.cfg.Probe {
@@ -187,10 +204,20 @@ func (s *Service) Close() error {
 		for s.active > 0 {
 			s.idle.Wait()
 		}
+		started := s.started
 		s.gateMu.Unlock()
+		if started {
+			close(s.commitStop) // no handler is left to commit
+		}
 		s.wg.Wait()
 	})
 	return nil
+}
+
+// leaseLock is one lease's lock, kept while someone holds or waits for it.
+type leaseLock struct {
+	mu   sync.Mutex
+	refs int // guarded by Service.lockMu
 }
 
 func (s *Service) enter() error {
@@ -214,9 +241,89 @@ func (s *Service) leave() {
 
 // lock locks the billing of one lease.
 func (s *Service) lock(id cid.Cid) func() {
-	m := &s.locks[maphash.Bytes(s.seed, id.Bytes())%uint64(len(s.locks))]
-	m.Lock()
-	return m.Unlock
+	s.lockMu.Lock()
+	l := s.locks[id]
+	if l == nil {
+		l = &leaseLock{}
+		s.locks[id] = l
+	}
+	l.refs++
+	s.lockMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.lockMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.locks, id)
+		}
+		s.lockMu.Unlock()
+	}
+}
+
+// commitReq is one handler's writes for the committer.
+type commitReq struct {
+	fn   func(*store.Txn) error
+	done chan error
+}
+
+// maxCommitBatch bounds the writes of one committed transaction.
+const maxCommitBatch = 256
+
+// committers is the number of batches written at once.
+const committers = 1
+
+// commitLoop writes the requests waiting, many in one synced transaction,
+// so that a thousand leases' receipts share a few commits and fsyncs.
+func (s *Service) commitLoop() {
+	defer s.wg.Done()
+	for {
+		var first *commitReq
+		select {
+		case first = <-s.commits:
+		case <-s.commitStop:
+			return
+		}
+		batch := []*commitReq{first}
+	more:
+		for len(batch) < maxCommitBatch {
+			select {
+			case r := <-s.commits:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		err := s.db.Update(func(t *store.Txn) error {
+			for _, r := range batch {
+				if err := r.fn(t); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && len(batch) > 1 {
+			// One bad request (or a batch too big) fails alone.
+			for _, r := range batch {
+				r.done <- s.db.Update(r.fn)
+			}
+			continue
+		}
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+// commit writes fn durably through the committer, with other handlers'
+// writes. Call it from a stream handler (inside enter/leave).
+func (s *Service) commit(fn func(*store.Txn) error) error {
+	r := &commitReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.commits <- r:
+	case <-s.commitStop:
+		return ErrClosed
+	}
+	return <-r.done
 }
 
 // LeaseChanged is the lease service's OnChange hook: a lease's state
@@ -237,6 +344,9 @@ func (s *Service) LeaseChanged(sold bool, id cid.Cid) {
 		if sold {
 			s.sellerChanged(l)
 		} else {
+			unlock := s.lock(id)
+			s.dropBought(id) // its lease changed (renewed, ended)
+			unlock()
 			s.buyerChanged(l)
 		}
 	}()
