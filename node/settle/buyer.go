@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -37,6 +38,7 @@ func (s *Service) serveReceipts(ctx context.Context, remote peer.ID, _ byte, bod
 		return 0, nil
 	}
 	answers := make([]answer, len(raws))
+	decoded := make([]*protocol.UsageReceipt, len(raws))
 	type run struct {
 		lease cid.Cid
 		from  int
@@ -49,14 +51,15 @@ func (s *Service) serveReceipts(ctx context.Context, remote peer.ID, _ byte, bod
 			answers[i].Refused = "malformed receipt: " + err.Error()
 			continue
 		}
+		decoded[i] = r
 		if n := len(runs); n > 0 && runs[n-1].lease.Equals(r.Lease.Cid) && runs[n-1].to == i {
 			runs[n-1].to = i + 1
 		} else {
 			runs = append(runs, run{r.Lease.Cid, i, i + 1})
 		}
 	}
-	for _, rn := range runs {
-		if err := s.acceptReceipts(remote, rn.lease, raws[rn.from:rn.to], answers[rn.from:rn.to]); err != nil {
+	accept := func(rn run) {
+		if err := s.acceptReceipts(remote, rn.lease, raws[rn.from:rn.to], decoded[rn.from:rn.to], answers[rn.from:rn.to]); err != nil {
 			if !isClosed(err) {
 				s.log.Warn("receipts not stored", "lease", rn.lease, "peer", remote, "err", err)
 			}
@@ -66,6 +69,31 @@ func (s *Service) serveReceipts(ctx context.Context, remote peer.ID, _ byte, bod
 				}
 			}
 		}
+	}
+	// Runs of different leases are checked at once, so that their writes
+	// share a commit; a lease with several runs keeps them in order.
+	seen := make(map[cid.Cid]bool, len(runs))
+	apart := true
+	for _, rn := range runs {
+		apart = apart && !seen[rn.lease]
+		seen[rn.lease] = true
+	}
+	if !apart || len(runs) < 2 {
+		for _, rn := range runs {
+			accept(rn)
+		}
+	} else {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 16)
+		for _, rn := range runs {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				accept(rn)
+			}()
+		}
+		wg.Wait()
 	}
 	b, err := encodeMsg(answers)
 	if err != nil {
@@ -77,7 +105,7 @@ func (s *Service) serveReceipts(ctx context.Context, remote peer.ID, _ byte, bod
 // acceptReceipts checks receipts of one lease in chain order, signs an
 // ack or a dispute for each, and stores receipts, answers and state in
 // one synced transaction before the answers go out.
-func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out []answer) error {
+func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, decoded []*protocol.UsageReceipt, out []answer) error {
 	defer s.lock(id)()
 	l, err := s.boughtLease(id)
 	if err != nil {
@@ -141,7 +169,7 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, out 
 		if out[i].Refused != "" {
 			continue
 		}
-		r, _ := protocol.DecodeUsageReceipt(raw) // decoded once already
+		r := decoded[i]
 		rc := protocol.CIDOf(raw)
 		if r.Seller != remote || r.Buyer != s.self {
 			out[i].Refused = fmt.Sprintf("receipt %d names seller %s and buyer %s", r.Seq, r.Seller, r.Buyer)

@@ -272,3 +272,45 @@ func TestForgeriesRefused(t *testing.T) {
 		t.Fatalf("forged acks counted: acked %d, answered %d, want %d", st.AckedSeq, st.Answered, acked)
 	}
 }
+
+// One message may carry the receipts of many leases, in any mix: each
+// lease's receipts are checked in order, and all are answered.
+func TestOneMessageManyLeases(t *testing.T) {
+	e := newEnv(t)
+	seller, buyer := e.party(), e.party()
+	tm := defaultTerms()
+	tm.start = e.clk.Now()
+	var raws [][]byte
+	var ids []cid.Cid
+	for i := 0; i < 3; i++ {
+		id := e.dealQuiet(seller, buyer, tm)
+		l, _ := seller.leases.Lease(id, true)
+		ids = append(ids, id)
+		raws = append(raws, chain(t, seller, l, tm.start, 2, time.Second)...)
+	}
+	e.clk.Add(3 * time.Second)
+	// Lease 0's two receipts, then 1's, then 2's; and 0's again (duplicates).
+	msg := append(append([][]byte{}, raws...), raws[0], raws[1])
+	body, _ := encodeMsg(msg)
+	_, resp, err := seller.roundTrip(context.Background(), buyer.id, string(ReceiptProtocol), appendFrame(nil, tagReceipts, body), tagAnswers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answers []answer
+	if err := storedDec.Unmarshal(resp, &answers); err != nil || len(answers) != len(msg) {
+		t.Fatalf("answers %d, %v", len(answers), err)
+	}
+	for i, a := range answers {
+		if a.Ack == nil {
+			t.Fatalf("receipt %d answered %+v", i, a)
+		}
+	}
+	if string(answers[6].Ack) != string(answers[0].Ack) {
+		t.Fatal("a receipt received twice got a different ack")
+	}
+	for _, id := range ids {
+		if sm := buyer.summary(id); sm.Acked != 2 {
+			t.Fatalf("lease %s: %d acked, want 2", id, sm.Acked)
+		}
+	}
+}
