@@ -251,3 +251,74 @@ func (e *env) dealQuiet(seller, buyer *party, tm terms) cid.Cid {
 	}
 	return id
 }
+
+// BenchmarkBuyerAccept is BenchmarkBuyerReceipts without the transport:
+// 64 goroutines hand receipts of 1,000 leases straight to the buyer's
+// handler, which verifies, checks, signs the ack and stores it durably
+// (grouped commits), so the figure is the buyer node's own capacity on
+// this machine, with no load generator sharing its cores.
+func BenchmarkBuyerAccept(b *testing.B) {
+	const leases, workers = 1000, 64
+	e := newEnv(b)
+	e.clk.Set(time.Now())
+	buyer := e.party()
+	var sps []*party
+	for i := 0; i < 8; i++ {
+		sps = append(sps, e.party())
+	}
+	tm := defaultTerms()
+	tm.length = 24 * time.Hour
+	tm.start = e.clk.Now().Add(-time.Hour)
+	perLease := 2*b.N/leases + 2 // some workers run ahead of others
+	type lease struct {
+		id     cid.Cid
+		seller *party
+		raws   [][]byte
+		recs   []*protocol.UsageReceipt
+	}
+	ls := make([]*lease, leases)
+	for i := range ls {
+		s := sps[i%len(sps)]
+		id := e.dealQuiet(s, buyer, tm)
+		l, _ := buyer.leases.Lease(id, false)
+		raws := chain(b, s, l, tm.start, perLease, time.Second)
+		recs := make([]*protocol.UsageReceipt, len(raws))
+		for j, raw := range raws {
+			recs[j], _ = protocol.DecodeUsageReceipt(raw)
+		}
+		ls[i] = &lease{id: id, seller: s, raws: raws, recs: recs}
+	}
+	if err := buyer.enter(); err != nil {
+		b.Fatal(err)
+	}
+	defer buyer.leave()
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	// Worker w serves leases w, w+64, ...: each lease's receipts stay in order.
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := 0; round < perLease; round++ {
+				for i := w; i < leases; i += workers {
+					if next.Add(1) > int64(b.N) {
+						return
+					}
+					l := ls[i]
+					out := make([]answer, 1)
+					if err := buyer.acceptReceipts(l.seller.id, l.id, l.raws[round:round+1], l.recs[round:round+1], out); err != nil || out[0].Ack == nil {
+						b.Errorf("receipt %d of lease %d: %v %+v", round, i, err, out[0])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "receipts/s")
+	b.ReportMetric(verifyRate(b), "ed25519-verifies/s")
+}
