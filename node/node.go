@@ -205,13 +205,6 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		n.db.Close()
 		return nil, err
 	}
-	if err := n.newSettle(); err != nil {
-		if n.drv != nil {
-			n.drv.Close()
-		}
-		n.db.Close()
-		return nil, err
-	}
 	n.metrics = newMetrics(
 		func() float64 { return float64(n.book.Len()) },
 		func() float64 {
@@ -221,6 +214,13 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			return float64(len(n.host.Network().Peers()))
 		},
 		func() float64 { return float64(n.mesh.size()) })
+	if err := n.newSettle(); err != nil {
+		if n.drv != nil {
+			n.drv.Close()
+		}
+		n.db.Close()
+		return nil, err
+	}
 	return n, nil
 }
 

@@ -87,7 +87,7 @@ func (n *Node) newSettle() error {
 		cfg = *n.opts.scfg
 	}
 	d := settle.Deps{DB: n.db, Queue: n.queue, Key: n.key, Leases: settleLeases{n},
-		Clock: n.clk, Limits: n.lim, Logger: n.log,
+		Clock: n.clk, Limits: n.lim, Logger: n.log, Registerer: n.metrics.reg,
 		FindPeer: func(ctx context.Context, p peer.ID) (peer.AddrInfo, error) {
 			if n.dht == nil {
 				return peer.AddrInfo{}, fmt.Errorf("find %s: no DHT", p)

@@ -386,8 +386,10 @@ type ChainCheck struct {
 	// Prev is the previous receipt and PrevID its CID; nil for the first.
 	Prev   *UsageReceipt
 	PrevID cid.Cid
-	// Ends is the lease's end after its extensions, or when it was ended
-	// early, whichever is sooner.
+	// Ends is the lease's end after its extensions, or the time of the
+	// buyer's own signed end when it ended the lease early, whichever is
+	// sooner. (A lease its seller ended early is bounded by the seller's
+	// own final receipt.)
 	Ends Time
 	// Verified: the caller has verified the receipt's signature already
 	// (VerifySignature), so CheckReceipt does not again.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,6 +95,16 @@ func (s *Service) serveReceipts(ctx context.Context, remote peer.ID, _ byte, bod
 			}()
 		}
 		wg.Wait()
+	}
+	for _, a := range answers {
+		switch {
+		case a.Ack != nil:
+			s.met.answered.WithLabelValues("ack").Inc()
+		case a.Dispute != nil:
+			s.met.answered.WithLabelValues("dispute").Inc()
+		default:
+			s.met.answered.WithLabelValues("refused").Inc()
+		}
 	}
 	b, err := encodeMsg(answers)
 	if err != nil {
@@ -201,7 +212,7 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, deco
 		}
 		links := r.Seq == st.Seq+1 && (st.Seq == 0 && r.Prev == nil || r.Prev != nil && r.Prev.Equals(st.headCID()))
 		skips := r.Seq > st.Seq+1 && st.Seq > 0 && r.Prev != nil && r.Prev.Equals(st.headCID())
-		if !links && !skips && !st.disputed() {
+		if !links && !skips && !st.disputed() && r.Seq != st.Seq+1 {
 			out[i].Refused = fmt.Sprintf("receipt %d does not follow receipt %d held here; send the receipts from %d", r.Seq, st.Seq, st.Seq+1)
 			continue
 		}
@@ -234,6 +245,7 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, deco
 					return err
 				}
 				s.addDispute(st, d)
+				s.met.disputes.WithLabelValues(string(de.Reason)).Inc()
 				s.log.Info("receipt disputed", "lease", id, "seq", r.Seq, "reason", de.Reason, "detail", de.Detail)
 				tag, ans = ansDispute, d
 				out[i] = answer{Dispute: d}
@@ -384,10 +396,20 @@ func (s *Service) answerOf(st *state, tag byte, ans []byte) answer {
 	return answer{Refused: "no answer stored"}
 }
 
+// sameTerms reports whether two settlements say the same but for their
+// time and signatures.
+func sameTerms(a, b *protocol.Settlement) bool {
+	x, y := *a, *b
+	x.At = y.At
+	pa, err1 := protocol.SettlementPayload(&x)
+	pb, err2 := protocol.SettlementPayload(&y)
+	return err1 == nil && err2 == nil && bytes.Equal(pa, pb)
+}
+
 // dispute signs a dispute of receipt r.
 func (s *Service) dispute(r *protocol.UsageReceipt, rc cid.Cid, reason protocol.DisputeReason, detail string, now time.Time) ([]byte, error) {
 	if len(detail) > protocol.MaxDetailLen {
-		detail = detail[:protocol.MaxDetailLen]
+		detail = strings.ToValidUTF8(detail[:protocol.MaxDetailLen], "")
 	}
 	d := &protocol.Dispute{Version: protocol.DisputeVersion, Buyer: s.self, Seller: r.Seller,
 		Lease: r.Lease, Receipt: protocol.Link{Cid: rc}, Seq: r.Seq,
@@ -436,12 +458,10 @@ func (s *Service) serveSettlement(remote peer.ID, body []byte) (byte, []byte) {
 		return s.refuse("the buyer could not read its ledger", nil)
 	}
 	if st.Settlement != nil {
-		if old, err := protocol.DecodeSettlement(st.Settlement); err == nil {
-			a, _ := protocol.SettlementPayload(old)
-			b, _ := protocol.SettlementPayload(set)
-			if bytes.Equal(a, b) {
-				return tagSettled, st.Settlement
-			}
+		// Settled before (the seller did not get the answer): the same
+		// terms, proposed again at another time, get the stored settlement.
+		if old, err := protocol.DecodeSettlement(st.Settlement); err == nil && sameTerms(old, set) {
+			return tagSettled, st.Settlement
 		}
 		return s.refuse("settled already, differently", st)
 	}
@@ -472,6 +492,7 @@ func (s *Service) serveSettlement(remote peer.ID, body []byte) (byte, []byte) {
 		return 0, nil
 	}
 	s.probes.remove(id)
+	s.met.settled.WithLabelValues(string(set.State)).Inc()
 	s.log.Info("lease settled", "lease", id, "state", set.State, "total", set.Total, "currency", set.Currency)
 	return tagSettled, raw
 }

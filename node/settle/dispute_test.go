@@ -44,6 +44,9 @@ func TestDisputes(t *testing.T) {
 		{"skipped sequence number", protocol.DisputeBadChain, func(r *protocol.UsageReceipt, _ crypto.PrivKey) {
 			r.Seq = 4
 		}, false},
+		{"previous link not the previous receipt", protocol.DisputeBadChain, func(r *protocol.UsageReceipt, _ crypto.PrivKey) {
+			r.Prev = &protocol.Link{Cid: protocol.CIDOf([]byte("another receipt"))}
+		}, false},
 		{"bad signature", protocol.DisputeBadChain, func(r *protocol.UsageReceipt, key crypto.PrivKey) {
 			other, _, _ := crypto.GenerateEd25519Key(nil)
 			r.Sig = nil

@@ -136,7 +136,7 @@ func TestPartitionAndRestart(t *testing.T) {
 			e := newEnv(t)
 			seller, buyer := e.party(), e.party()
 			tm := defaultTerms()
-			tm.length = 40 * time.Second
+			tm.length = 60 * time.Second
 			tm.grace = time.Minute
 			since := e.clk.Now()
 			id := e.deal(seller, buyer, tm, "")
@@ -172,8 +172,17 @@ func TestPartitionAndRestart(t *testing.T) {
 			if fault != "seller restart" && st.Answered >= st.Seq {
 				t.Fatalf("the fault did not stop delivery: %d of %d answered", st.Answered, st.Seq)
 			}
-			e.advance(seller, id, 24*time.Second, time.Second, since, tm.interval)
-			e.clk.Add(tm.length - 39*time.Second)
+			// Time goes on until the seller is heard again: a delivery that
+			// failed at the heal is retried a Resend (of mock time) later.
+			for e.clk.Now().Before(since.Add(50*time.Second)) || !caughtUp(seller, id, 0) {
+				if e.clk.Now().After(since.Add(tm.length - 2*time.Second)) {
+					t.Fatal("the chains did not meet again before the lease's end")
+				}
+				e.clk.Add(time.Second)
+				want := uint64(e.clk.Now().Sub(since) / tm.interval)
+				poll(2*time.Second, func() bool { return caughtUp(seller, id, want) })
+			}
+			e.clk.Add(since.Add(tm.length).Sub(e.clk.Now()))
 			e.end(seller, buyer, id, protocol.CauseExpired)
 			waitFor(t, "both to settle", func() bool {
 				return seller.summary(id).Status == StatusSettled && buyer.summary2(id) == StatusSettled
@@ -181,10 +190,10 @@ func TestPartitionAndRestart(t *testing.T) {
 			total, _ := protocol.Charge(tm.price, tm.slots, protocol.MillisOf(tm.length))
 			for _, p := range []*party{seller, buyer} {
 				sm := p.summary(id)
-				if sm.Settlement.Total != total || sm.Receipts != 40 || sm.Acked != 40 {
-					t.Fatalf("settled %d over %d receipts (%d acked), want %d over 40", sm.Settlement.Total, sm.Receipts, sm.Acked, total)
+				if sm.Settlement.Total != total || sm.Receipts != 60 || sm.Acked != 60 {
+					t.Fatalf("settled %d over %d receipts (%d acked), want %d over 60", sm.Settlement.Total, sm.Receipts, sm.Acked, total)
 				}
-				checkChain(t, p, id, 40, total)
+				checkChain(t, p, id, 60, total)
 			}
 		})
 	}
@@ -312,5 +321,45 @@ func TestOneMessageManyLeases(t *testing.T) {
 		if sm := buyer.summary(id); sm.Acked != 2 {
 			t.Fatalf("lease %s: %d acked, want 2", id, sm.Acked)
 		}
+	}
+}
+
+// The seller's settlement reached the buyer, which countersigned and
+// stored it, but the answer was lost: proposed again later, the same
+// terms get the stored settlement, and both hold the same one.
+func TestSettlementAnswerLost(t *testing.T) {
+	e := newEnv(t)
+	seller, buyer := e.party(), e.party()
+	tm := defaultTerms()
+	tm.length = 5 * time.Second
+	since := e.clk.Now()
+	id := e.deal(seller, buyer, tm, "")
+	e.advance(seller, id, 4*time.Second, time.Second, since, tm.interval)
+	e.clk.Add(time.Second)
+	e.end(seller, buyer, id, protocol.CauseExpired)
+	waitFor(t, "settled", func() bool { return seller.summary(id).Status == StatusSettled })
+	// The seller forgets it got the answer.
+	if err := seller.db.Update(func(tx *store.Txn) error {
+		st, _, err := getState(tx, true, id)
+		if err != nil {
+			return err
+		}
+		st.Settlement, st.Status = nil, StatusOpen
+		return putState(tx, id, st)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Add(3 * time.Second)
+	if err := seller.proposeSettlement(context.Background(), id, sellerState(t, seller, id)); err != nil {
+		t.Fatalf("proposed again: %v", err)
+	}
+	a, b := seller.summary(id).Settlement, buyer.summary(id).Settlement
+	if a == nil || b == nil {
+		t.Fatal("a side holds no settlement")
+	}
+	ca, _ := a.CID()
+	cb, _ := b.CID()
+	if ca != cb {
+		t.Fatalf("the sides hold different settlements: %s and %s", ca, cb)
 	}
 }

@@ -57,6 +57,8 @@ func newEnv(t testing.TB) *env {
 	cfg.Probe = false
 	cfg.Resend = time.Second
 	cfg.ClaimAfter = 10 * time.Second
+	cfg.RequestTimeout = 5 * time.Second
+	cfg.DialTimeout = 2 * time.Second
 	e := &env{t: t, clk: clk, lim: protocol.DefaultLimits(), cfg: cfg, mn: mocknet.New()}
 	t.Cleanup(func() { _ = e.mn.Close() })
 	return e
@@ -355,4 +357,16 @@ func (e *env) advance(seller *party, id cid.Cid, d, step time.Duration, since ti
 		want := uint64(e.clk.Now().Sub(since) / interval)
 		waitFor(e.t, fmt.Sprintf("receipts to %d answered", want), func() bool { return caughtUp(seller, id, want) })
 	}
+}
+
+// poll waits up to d for cond, and says whether it came to hold.
+func poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
 }

@@ -133,6 +133,7 @@ func (s *Service) runMeter(ctx context.Context, j store.Job) error {
 			return err
 		}
 		raws = append(raws, raw)
+		s.met.issued.Inc()
 		return nil
 	}
 	for len(raws) < s.cfg.MaxBatch {
@@ -187,6 +188,7 @@ func (s *Service) runMeter(ctx context.Context, j store.Job) error {
 		grace := protocol.Millis(st.Grace).Std()
 		detail := fmt.Sprintf("the buyer has not acknowledged the receipts issued since %s (grace %v)", st.Waiting, grace)
 		s.log.Info("ending lease: receipts unacknowledged past the grace", "lease", id, "since", st.Waiting, "grace", grace)
+		s.met.unpaid.Inc()
 		if err := s.leases.End(ctx, id, detail); err != nil {
 			return fmt.Errorf("end unpaid lease %s: %w", id, err)
 		}
@@ -534,12 +536,10 @@ func (s *Service) proposeSettlement(ctx context.Context, id cid.Cid, st *state) 
 	if err == nil {
 		err = got.Validate(s.clk.Now(), s.lim)
 	}
-	if err == nil {
-		a, _ := protocol.SettlementPayload(set)
-		b, _ := protocol.SettlementPayload(got)
-		if !bytes.Equal(a, b) {
-			err = errors.New("the countersigned settlement differs from the one proposed")
-		}
+	if err == nil && !sameTerms(set, got) {
+		// The buyer may answer with the settlement it countersigned
+		// before, of another proposal's time: the terms must match.
+		err = errors.New("the countersigned settlement differs from the one proposed")
 	}
 	if err != nil {
 		return fmt.Errorf("%w: settlement of lease %s: %v", ErrUnreachable, id, err)
@@ -554,6 +554,7 @@ func (s *Service) proposeSettlement(ctx context.Context, id cid.Cid, st *state) 
 			return fmt.Errorf("lease %s: billing changed while settling; settling again", id)
 		}
 		cur.Settlement, cur.Status = body, Status(got.State)
+		s.met.settled.WithLabelValues(string(got.State)).Inc()
 		cur.Updated = s.clk.Now().UnixNano()
 		s.log.Info("lease settled", "lease", id, "state", got.State, "total", got.Total, "currency", got.Currency)
 		return putState(t, id, cur)
@@ -597,6 +598,7 @@ func (s *Service) maybeClaim(ctx context.Context, id cid.Cid, cause error) error
 				return err
 			}
 			st.Claim, st.Status, st.Updated = raw, StatusClaimed, now.UnixNano()
+			s.met.claims.Inc()
 			s.log.Info("buyer silent: claiming", "lease", id, "amount", c.Amount, "currency", c.Currency, "acknowledged", st.AckedTotal)
 			return putState(t, id, st)
 		})

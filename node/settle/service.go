@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spotmesh/spotmesh/protocol"
 	"github.com/spotmesh/spotmesh/store"
@@ -42,6 +43,8 @@ type Deps struct {
 	Limits protocol.Limits
 	// Logger: nil discards.
 	Logger *slog.Logger
+	// Registerer, if set, gets the service's Prometheus metrics.
+	Registerer prometheus.Registerer
 	// FindPeer, if set, finds the addresses of a party the peerstore no
 	// longer holds (the node's DHT).
 	FindPeer func(ctx context.Context, p peer.ID) (peer.AddrInfo, error)
@@ -62,6 +65,7 @@ type Service struct {
 	lim    protocol.Limits
 	log    *slog.Logger
 	find   func(context.Context, peer.ID) (peer.AddrInfo, error)
+	met    *metrics
 
 	// locks serialize the changes of one lease's billing.
 	lockMu sync.Mutex
@@ -120,6 +124,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg: cfg, db: d.DB, queue: d.Queue, key: d.Key, self: self,
 		leases: d.Leases, meter: d.Meter, clk: d.Clock, lim: d.Limits,
 		log: d.Logger.With("component", "settle"), find: d.FindPeer,
+		met:     newMetrics(d.Registerer),
 		locks:   make(map[cid.Cid]*leaseLock),
 		bought:  make(map[cid.Cid]*boughtEntry),
 		commits: make(chan *commitReq, 1024), commitStop: make(chan struct{}),
