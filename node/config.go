@@ -1,11 +1,14 @@
 package node
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	httpdriver "github.com/spotmesh/spotmesh/node/runtime/http"
 )
 
 // Files in a node's home directory.
@@ -32,8 +37,13 @@ const (
 // Drivers a node can sell instances with (Config.Driver).
 const (
 	DriverProcess = "process"
+	DriverHTTP    = "http"
 	DriverNone    = "none"
 )
+
+// DefaultHTTPDriverTimeout bounds one request of the http driver to the
+// cloud when the config's http_driver.timeout is not set.
+const DefaultHTTPDriverTimeout = 30 * time.Second
 
 // Config is a node's configuration: the TOML file in its home, overridden
 // by flags. The zero value of a field means its default.
@@ -61,9 +71,33 @@ type Config struct {
 	OfferTTL Duration `toml:"offer_ttl"`
 	// Driver runs the instances of the leases this node sells: "process"
 	// runs appliance bundles as local processes (state under
-	// <home>/instances), "none" sells no instances (the node can still
-	// buy).
+	// <home>/instances), "http" drives the seller's own cloud through the
+	// REST contract of docs/driver-http.yaml (configured by HTTPDriver),
+	// "none" sells no instances (the node can still buy).
 	Driver string `toml:"driver"`
+	// HTTPDriver configures the http driver: the [http_driver] table,
+	// read when Driver is "http". A config without it still loads.
+	HTTPDriver HTTPDriverConfig `toml:"http_driver,omitempty"`
+}
+
+// HTTPDriverConfig is the [http_driver] table: where the seller's cloud
+// serves the contract of docs/driver-http.yaml, and how to reach it.
+type HTTPDriverConfig struct {
+	// URL is the cloud's base URL, such as https://cloud.example:8443;
+	// the contract's paths (/v1/...) go under it. Required.
+	URL string `toml:"url,omitempty"`
+	// TokenFile, if set, holds the bearer token the node sends to the
+	// cloud. A relative path is taken from the home. The node reads it
+	// when it starts (not at init) and warns when the file is readable by
+	// anyone but its owner (wider than 0600).
+	TokenFile string `toml:"token_file,omitempty"`
+	// GatewayURL, if set, is the node's appliance gateway as the cloud
+	// reaches it, such as http://10.0.0.5:8081 (a proxy in front of the
+	// loopback gateway). Empty means the node's own gateway address.
+	GatewayURL string `toml:"gateway_url,omitempty"`
+	// Timeout bounds one request to the cloud; zero means
+	// DefaultHTTPDriverTimeout.
+	Timeout Duration `toml:"timeout,omitzero"`
 }
 
 // Duration is a time.Duration that TOML reads and writes as "90s", "10m".
@@ -137,10 +171,103 @@ func (c Config) Validate() error {
 	}
 	switch c.Driver {
 	case DriverProcess, DriverNone:
+	case DriverHTTP:
+		if err := c.HTTPDriver.validate(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("config: driver %q: want process (run bundles as local processes) or none (sell no instances)", c.Driver)
+		return fmt.Errorf("config: driver %q: want process (run bundles as local processes), http (drive your own cloud through docs/driver-http.yaml) or none (sell no instances)", c.Driver)
 	}
 	return nil
+}
+
+// validate checks the [http_driver] table of a config whose driver is
+// "http". It does not read the token file: the node does, when it starts.
+func (h HTTPDriverConfig) validate() error {
+	if h.URL == "" {
+		return errors.New("config: http_driver.url is empty: driver \"http\" needs the base URL of your cloud's REST API (docs/driver-http.yaml), like https://cloud.example:8443 (set it with 'spotmesh init --driver http --driver-url URL')")
+	}
+	if err := checkHTTPURL(h.URL); err != nil {
+		return fmt.Errorf("config: http_driver.url %q: %v: want the base URL of your cloud's REST API, like https://cloud.example:8443", h.URL, err)
+	}
+	if h.GatewayURL != "" {
+		if err := checkHTTPURL(h.GatewayURL); err != nil {
+			return fmt.Errorf("config: http_driver.gateway_url %q: %v: want the node's gateway as your cloud reaches it, like http://10.0.0.5:8081, or leave it out to use the node's own gateway", h.GatewayURL, err)
+		}
+	}
+	if strings.TrimSpace(h.TokenFile) != h.TokenFile {
+		return fmt.Errorf("config: http_driver.token_file %q: blanks around the path: remove them", h.TokenFile)
+	}
+	if t := time.Duration(h.Timeout); t != 0 && (t < time.Second || t > 10*time.Minute) {
+		return fmt.Errorf("config: http_driver.timeout %v: want between 1s and 10m, or leave it out for %v", t, DefaultHTTPDriverTimeout)
+	}
+	return nil
+}
+
+// checkHTTPURL accepts an absolute http or https URL with a host.
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return errors.New("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want scheme http or https")
+	case u.Host == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("credentials in the URL: put the token in token_file instead")
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("a query or fragment: want a base URL")
+	}
+	return nil
+}
+
+// httpDriverConfig is the http driver's configuration from the
+// [http_driver] table. It reads the token file, and logs a warning when
+// the file is readable by others.
+func (c Config) httpDriverConfig(log *slog.Logger) (httpdriver.Config, error) {
+	h := c.HTTPDriver
+	out := httpdriver.DefaultConfig()
+	out.URL = h.URL
+	out.GatewayURL = h.GatewayURL
+	out.Timeout = cmp.Or(time.Duration(h.Timeout), DefaultHTTPDriverTimeout)
+	if h.TokenFile == "" {
+		return out, nil
+	}
+	path := h.TokenFile
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(c.Home, path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return out, fmt.Errorf("http driver: http_driver.token_file %s: %w: write the cloud's bearer token there (mode 0600), or remove token_file from %s if the cloud wants none", path, err, ConfigFile)
+	}
+	if !fi.Mode().IsRegular() {
+		return out, fmt.Errorf("http driver: http_driver.token_file %s: not a regular file: point token_file at the file holding the cloud's bearer token", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return out, fmt.Errorf("http driver: http_driver.token_file %s: %w: make it readable by the user that runs the node", path, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return out, fmt.Errorf("http driver: http_driver.token_file %s is empty: write the cloud's bearer token into it, or remove token_file from %s if the cloud wants none", path, ConfigFile)
+	}
+	if strings.ContainsAny(tok, "\r\n") {
+		return out, fmt.Errorf("http driver: http_driver.token_file %s holds more than one line: want the bearer token alone", path)
+	}
+	if perm := fi.Mode().Perm(); perm&^0o600 != 0 {
+		log.Warn("the http driver's token file has a mode wider than 0600, so others may read the token: run chmod 600 on it",
+			"token_file", path, "mode", fmt.Sprintf("%#o", perm))
+	}
+	out.Token = tok
+	return out, nil
 }
 
 // ErrNoHome means the home has not been initialised.
@@ -170,6 +297,9 @@ func Init(cfg Config) (peer.ID, error) {
 		if err := writeFileAtomic(tokPath, []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
 			return "", fmt.Errorf("init: write token: %w", err)
 		}
+	}
+	if cfg.Driver == DriverHTTP && cfg.HTTPDriver.Timeout == 0 {
+		cfg.HTTPDriver.Timeout = Duration(DefaultHTTPDriverTimeout) // written out, for people to see and change
 	}
 	var b strings.Builder
 	b.WriteString("# spotmesh node configuration, written by 'spotmesh init'. Flags override it.\n")

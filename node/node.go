@@ -36,6 +36,7 @@ import (
 	"github.com/spotmesh/spotmesh/node/market"
 	"github.com/spotmesh/spotmesh/node/offers"
 	"github.com/spotmesh/spotmesh/node/runtime"
+	httpdriver "github.com/spotmesh/spotmesh/node/runtime/http"
 	"github.com/spotmesh/spotmesh/node/runtime/process"
 	"github.com/spotmesh/spotmesh/node/settle"
 	proto "github.com/spotmesh/spotmesh/protocol"
@@ -239,6 +240,19 @@ func (n *Node) newLeases() error {
 		d, err := process.New(pcfg, n.clk, n.log)
 		if err != nil {
 			return fmt.Errorf("process driver: %w (set driver = \"none\" in %s to sell no instances)", err, ConfigFile)
+		}
+		n.drv = d
+	}
+	if n.drv == nil && n.cfg.Driver == DriverHTTP {
+		// The driver hands the cloud the node's own gateway URL from each
+		// Spec unless http_driver.gateway_url replaces it.
+		hcfg, err := n.cfg.httpDriverConfig(n.log)
+		if err != nil {
+			return err
+		}
+		d, err := httpdriver.New(hcfg, nil, n.log)
+		if err != nil {
+			return fmt.Errorf("http driver: %w (fix the [http_driver] table in %s, or set driver = \"none\" to sell no instances)", err, ConfigFile)
 		}
 		n.drv = d
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,10 +31,21 @@ type nodeFlags struct {
 	mdns      *bool
 	dhtMode   *string
 	gateway   *string
+	// driver is init's alone: run takes the driver from the config.
+	driver *driverFlags
+}
+
+// driverFlags are init's flags that choose the driver the node sells
+// instances with, and configure the http driver.
+type driverFlags struct {
+	name       *string
+	url        *string
+	tokenFile  *string
+	gatewayURL *string
 }
 
 func addNodeFlags(f *flags) *nodeFlags {
-	return &nodeFlags{
+	nf := &nodeFlags{
 		f:         f,
 		listen:    f.list("listen", "p2p listen `multiaddr`, repeatable (default loopback TCP and QUIC on free ports; /ip4/0.0.0.0/tcp/4001 for peers on other machines)"),
 		api:       f.str("api", "", "the API's `host:port`, on loopback (default 127.0.0.1:0, a free port)"),
@@ -42,6 +54,15 @@ func addNodeFlags(f *flags) *nodeFlags {
 		dhtMode:   f.str("dht-mode", "", "DHT `mode`: auto, server or client (default auto)"),
 		gateway:   f.str("gateway", "", "the appliance gateway's `host:port`, on loopback (default 127.0.0.1:0, a free port)"),
 	}
+	if f.verb == "init" {
+		nf.driver = &driverFlags{
+			name:       f.str("driver", "", "the `driver` that runs the instances of leases this node sells: process (local processes), http (your own cloud, through the REST contract of docs/driver-http.yaml) or none (default process)"),
+			url:        f.str("driver-url", "", "with --driver http: your cloud's base `URL`, like https://cloud.example:8443"),
+			tokenFile:  f.str("driver-token-file", "", "with --driver http: a `file` holding the bearer token for your cloud, mode 0600, read when the node starts"),
+			gatewayURL: f.str("driver-gateway-url", "", "with --driver http: the node's appliance gateway as your cloud reaches it, like http://10.0.0.5:8081 (default the node's own gateway `URL`)"),
+		}
+	}
+	return nf
 }
 
 // check validates the flags given, in the flags' own words.
@@ -72,6 +93,92 @@ func (n *nodeFlags) check() error {
 		default:
 			return usagef("--dht-mode %q: want auto, server or client", *n.dhtMode)
 		}
+	}
+	if n.driver != nil {
+		return n.driver.check(n.f)
+	}
+	return nil
+}
+
+// check validates the driver flags given, each on its own.
+func (d *driverFlags) check(f *flags) error {
+	if f.isSet("driver") {
+		switch *d.name {
+		case node.DriverProcess, node.DriverHTTP, node.DriverNone:
+		default:
+			return usagef("--driver %q: want process (run bundles as local processes), http (your own cloud, through docs/driver-http.yaml) or none (sell no instances)", *d.name)
+		}
+	}
+	if f.isSet("driver-url") {
+		if err := checkHTTPURL(*d.url); err != nil {
+			return usagef("--driver-url %q: %v: want your cloud's base URL, like https://cloud.example:8443", *d.url, err)
+		}
+	}
+	if f.isSet("driver-gateway-url") && *d.gatewayURL != "" {
+		if err := checkHTTPURL(*d.gatewayURL); err != nil {
+			return usagef("--driver-gateway-url %q: %v: want the node's gateway as your cloud reaches it, like http://10.0.0.5:8081, or \"\" for the node's own", *d.gatewayURL, err)
+		}
+	}
+	if f.isSet("driver-token-file") && *d.tokenFile != "" && strings.TrimSpace(*d.tokenFile) != *d.tokenFile {
+		return usagef("--driver-token-file %q: blanks around the path: remove them", *d.tokenFile)
+	}
+	return nil
+}
+
+// checkHTTPURL accepts an absolute http or https URL with a host.
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || s == "":
+		return errors.New("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want http:// or https://")
+	case u.Host == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("credentials in the URL: give the token with --driver-token-file")
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("a query or fragment")
+	}
+	return nil
+}
+
+// apply sets cfg's driver from the flags given, over what cfg had (a
+// re-init keeps the [http_driver] table it does not change), and checks
+// the result: --driver http needs a URL, and the http driver's flags need
+// --driver http. A relative token file is taken from the working
+// directory. Mistakes are usage errors.
+func (d *driverFlags) apply(f *flags, cfg *node.Config) error {
+	if f.isSet("driver") {
+		cfg.Driver = *d.name
+	}
+	h := &cfg.HTTPDriver
+	if f.isSet("driver-url") {
+		h.URL = *d.url
+	}
+	if f.isSet("driver-gateway-url") {
+		h.GatewayURL = *d.gatewayURL
+	}
+	if f.isSet("driver-token-file") {
+		h.TokenFile = *d.tokenFile
+		if h.TokenFile != "" {
+			abs, err := filepath.Abs(h.TokenFile)
+			if err != nil {
+				return usagef("--driver-token-file %q: %v", h.TokenFile, err)
+			}
+			h.TokenFile = abs
+		}
+	}
+	if cfg.Driver != node.DriverHTTP {
+		for _, name := range []string{"driver-url", "driver-token-file", "driver-gateway-url"} {
+			if f.isSet(name) {
+				return usagef("--%s is for --driver http, and this node's driver is %s: add --driver http", name, cfg.Driver)
+			}
+		}
+		return nil
+	}
+	if h.URL == "" {
+		return usagef("--driver http needs --driver-url: your cloud's base URL, where it serves the REST contract of docs/driver-http.yaml, like https://cloud.example:8443")
 	}
 	return nil
 }
@@ -126,6 +233,9 @@ func cmdInit(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	nf.apply(&cfg)
+	if err := nf.driver.apply(f, &cfg); err != nil {
+		return err
+	}
 	cfg.Home = c.home
 	if c.logLevelSet {
 		cfg.LogLevel = c.logLevel
@@ -133,6 +243,14 @@ func cmdInit(ctx context.Context, c *cli, args []string) error {
 	id, err := node.Init(cfg)
 	if err != nil {
 		return fmt.Errorf("home %s: %w", c.home, err)
+	}
+	if tf := cfg.HTTPDriver.TokenFile; cfg.Driver == node.DriverHTTP && tf != "" {
+		// Not an error: the node reads the file when it starts.
+		if fh, err := os.Open(tf); err != nil {
+			fmt.Fprintf(c.stderr, "spotmesh init: note: cannot read the token file yet (%v): put the cloud's token there, mode 0600, before 'spotmesh run'\n", err)
+		} else {
+			fh.Close()
+		}
 	}
 	if c.json {
 		return c.printJSON(initResult{PeerID: id, Home: c.home, KeptKey: kept})
@@ -143,6 +261,9 @@ func cmdInit(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "created home %s\n", c.home)
 	}
 	fmt.Fprintf(c.stdout, "peer id: %s\n", id)
+	if cfg.Driver == node.DriverHTTP {
+		fmt.Fprintf(c.stdout, "driver: http, cloud %s\n", cfg.HTTPDriver.URL)
+	}
 	fmt.Fprintf(c.stdout, "start the node with: spotmesh run --home %s\n", c.home)
 	return nil
 }
