@@ -3,7 +3,7 @@
 // the offers topic and its validators, the node's badger store and job
 // queue, the order book, the seller's own offers, the appliance store and
 // its gateway, the lease service (buyer and seller) and the runtime that
-// runs the instances of leases sold (the process driver, or none), and the
+// runs the instances of leases sold (the process driver, the http driver (a seller's own cloud), or none), and the
 // local API.
 //
 // lease_adapters.go wires the lease service to the rest: the offers

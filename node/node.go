@@ -296,6 +296,9 @@ func (n *Node) newLeases() error {
 func (n *Node) startLeases(ctx context.Context) error {
 	if n.rt != nil {
 		if err := n.rt.Start(ctx); err != nil {
+			if n.cfg.Driver == DriverHTTP {
+				return fmt.Errorf("start runtime: %w (is your cloud up at %s? see [http_driver] in %s)", err, n.cfg.HTTPDriver.URL, ConfigFile)
+			}
 			return fmt.Errorf("start runtime: %w", err)
 		}
 	}
