@@ -2,9 +2,10 @@
 // persistent key, the Kademlia DHT under the spotmesh prefix, gossipsub with
 // the offers topic and its validators, the node's badger store and job
 // queue, the order book, the seller's own offers, the appliance store and
-// its gateway, the lease service (buyer and seller) and the runtime that
-// runs the instances of leases sold (the process driver, the http driver (a seller's own cloud), or none), and the
-// local API.
+// its gateway, the lease service (buyer and seller), the runtime that runs
+// the instances of leases sold (the process driver, the http driver for a
+// seller's own cloud, or none), the settle service (receipts, settlements,
+// the ledger) and the local API.
 //
 // lease_adapters.go wires the lease service to the rest: the offers
 // service as its OfferSource (a copy states the free slots the lease
