@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ipfs/go-cid"
@@ -26,11 +27,14 @@ func settleView(in *lease.Info) *settle.Lease {
 // Lease implements settle.Leases.
 func (a settleLeases) Lease(id cid.Cid, sold bool) (*settle.Lease, error) {
 	in, err := a.n.leases.Get(id)
+	if errors.Is(err, lease.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", settle.ErrNotFound, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if in.Lease == nil || (in.Role == lease.RoleSeller) != sold {
-		return nil, fmt.Errorf("lease %s: %w", id, lease.ErrNotFound)
+		return nil, fmt.Errorf("lease %s: %w", id, settle.ErrNotFound)
 	}
 	return settleView(in), nil
 }

@@ -254,7 +254,9 @@ const (
 	DisputeUnreachable DisputeReason = "unreachable"
 	// DisputeBadChain: a bad signature, a skipped or repeated sequence
 	// number, a previous link that is not the previous receipt, another
-	// lease's parties or currency, or a receipt after the final one.
+	// lease's parties or currency, a receipt after the final one, or a
+	// period other than the receipt interval (only the final receipt may
+	// be shorter).
 	DisputeBadChain DisputeReason = "bad_chain"
 )
 
@@ -465,6 +467,11 @@ func CheckReceipt(c ChainCheck, r *UsageReceipt, now time.Time, lim Limits) erro
 		}
 	}
 	period := Millis(r.To - r.From)
+	if iv := l.Proposal.ReceiptInterval; period != iv && !(r.Final && period < iv) {
+		// One receipt per interval: shorter periods would make the buyer
+		// verify, sign and store receipts without end.
+		return dispute(DisputeBadChain, "receipt %d covers %v; the lease's receipt interval is %v (only the final receipt may be shorter)", r.Seq, period.Std(), iv.Std())
+	}
 	if r.Billed != prevBilled+period {
 		return dispute(DisputeOvercharge, "receipt %d bills %v in all, want %v", r.Seq, r.Billed.Std(), (prevBilled + period).Std())
 	}

@@ -551,7 +551,7 @@ func TestSettleDecodersRefuseBadBytes(t *testing.T) {
 
 func TestCheckReceipt(t *testing.T) {
 	f := newSettleFixture(t, nil)
-	rs, ids := f.chain(t, 60_000, 59_999)
+	rs, ids := f.chain(t, 60_000, 60_000)
 	r1, r2 := rs[0], rs[1]
 	// redo replaces r with the honest receipt after c.Prev for from..to.
 	redo := func(t *testing.T, r *UsageReceipt, c *ChainCheck, from, to Time) {
@@ -576,10 +576,21 @@ func TestCheckReceipt(t *testing.T) {
 			r.Final = true
 		}},
 		{name: "ends exactly at the lease's end", mut: func(t *testing.T, r *UsageReceipt, c *ChainCheck) {
-			redo(t, r, c, c.Prev.To, f.ends)
+			c.Ends = c.Prev.To + 60_000
+			redo(t, r, c, c.Prev.To, c.Ends)
 		}},
 		{name: "ran less than the period", mut: func(t *testing.T, r *UsageReceipt, c *ChainCheck) { r.Usage.InstanceMs = 1 }},
-		{name: "period ends within the clock skew ahead", now: func() time.Time { return (r2.To + 60_001 - 20_000).Std() }},
+		{name: "period ends within the clock skew ahead", now: func() time.Time { return (r2.To + 60_000 - 20_000).Std() }},
+		{name: "period shorter than the interval", mut: func(t *testing.T, r *UsageReceipt, c *ChainCheck) {
+			redo(t, r, c, c.Prev.To, c.Prev.To+59_999)
+		}, want: DisputeBadChain},
+		{name: "period longer than the interval", mut: func(t *testing.T, r *UsageReceipt, c *ChainCheck) {
+			redo(t, r, c, c.Prev.To, c.Prev.To+60_001)
+		}, want: DisputeBadChain},
+		{name: "final period shorter than the interval", mut: func(t *testing.T, r *UsageReceipt, c *ChainCheck) {
+			redo(t, r, c, c.Prev.To, c.Prev.To+1)
+			r.Final = true
+		}},
 
 		{name: "amount too high", mut: func(t *testing.T, r *UsageReceipt, c *ChainCheck) { r.Amount++ }, want: DisputeOvercharge},
 		{name: "amount too low", mut: func(t *testing.T, r *UsageReceipt, c *ChainCheck) { r.Amount-- }, want: DisputeOvercharge},
@@ -693,7 +704,7 @@ func TestCheckReceipt(t *testing.T) {
 				r = f.next(t, nil, cid.Undef, r1.From, r1.To)
 			} else {
 				c = f.check(r2, ids[1])
-				r = f.next(t, r2, ids[1], r2.To, r2.To+60_001)
+				r = f.next(t, r2, ids[1], r2.To, r2.To+60_000)
 			}
 			if tc.mut != nil {
 				tc.mut(t, r, &c)
@@ -728,8 +739,8 @@ func TestCheckReceipt(t *testing.T) {
 	}
 }
 
-// A chain of 100 receipts of uneven periods, checked one by one as a buyer
-// does, passes; the amounts add up to the last total, which is the charge
+// A chain of 100 receipts, one per interval and a shorter final one,
+// starting at an odd time, checked one by one as a buyer does, passes; the amounts add up to the last total, which is the charge
 // of the whole billed time.
 func TestCheckReceiptLongChain(t *testing.T) {
 	f := newSettleFixture(t, nil)
@@ -739,7 +750,10 @@ func TestCheckReceiptLongChain(t *testing.T) {
 	var sum int64
 	const n = 100
 	for i := 1; i <= n; i++ {
-		period := Millis(60_000 + (i*7919)%2001 - 1000)
+		period := Millis(60_000)
+		if i == n {
+			period = 1234
+		}
 		r := f.next(t, prev, prevID, from, from+Time(period))
 		r.Usage.InstanceMs = period - Millis(i%3)
 		r.Final = i == n

@@ -221,13 +221,19 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, deco
 		sigErr := protocol.VerifySignature(r)
 		switch {
 		case st.disputed():
-			// Past a dispute nothing is acknowledged; the seller's receipts
-			// are still kept (below), so that the settlement names its head.
-			if sigErr != nil {
-				out[i].Refused = fmt.Sprintf("receipt %d: %v", r.Seq, sigErr)
-				continue
+			// Past a dispute nothing is acknowledged; the seller's later
+			// receipts are still kept (below), so that the settlement names
+			// its head: well-formed ones that go forward, a bounded number.
+			if sigErr == nil {
+				sigErr = r.ValidateFields(now, s.lim)
+			}
+			if sigErr == nil && (r.Seq <= st.Seq || st.Past >= maxPastDispute) {
+				sigErr = fmt.Errorf("not kept past the dispute")
 			}
 			out[i] = answer{Dispute: st.Disputes[0]}
+			if sigErr == nil {
+				st.Past++
+			}
 		default:
 			var err error = &protocol.DisputeError{Reason: protocol.DisputeBadChain, Detail: fmt.Sprintf("receipt %d: %v", r.Seq, sigErr)}
 			if sigErr == nil {
@@ -265,7 +271,8 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, deco
 		}
 		changed = true
 		if sigErr != nil {
-			// A forgery is answered (disputed) but not kept.
+			// A forgery (or, past a dispute, a receipt that does not go
+			// forward) is answered but not kept.
 			continue
 		}
 		// The head is the seller's latest receipt: past a dispute it may
@@ -310,6 +317,10 @@ func (s *Service) acceptReceipts(remote peer.ID, id cid.Cid, raws [][]byte, deco
 	s.keepBought(id, l, st, prev)
 	return nil
 }
+
+// maxPastDispute bounds the receipts a buyer keeps after a lease's first
+// dispute (it acknowledges none of them).
+const maxPastDispute = 4096
 
 // boughtEntry is the buyer's cached billing of a lease: the lease, its
 // state and the head receipt.
@@ -472,8 +483,6 @@ func (s *Service) serveSettlement(remote peer.ID, body []byte) (byte, []byte) {
 	switch {
 	case st.Seq > 0 && !st.Final:
 		return s.refuse(fmt.Sprintf("the buyer holds no final receipt yet (receipts to %d)", st.Seq), st)
-	case st.Seq == 0 && l.State != protocol.StateEnded && set.HeadSeq == 0:
-		return s.refuse("the lease has not ended here", st)
 	case !bytes.Equal(a, b):
 		return s.refuse(fmt.Sprintf("the settlement does not match the buyer's chain: head %d (total %d), acknowledged %d (total %d), %d disputes",
 			st.Seq, st.Total, st.AckedSeq, st.AckedTotal, len(st.Disputes)), st)

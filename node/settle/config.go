@@ -18,6 +18,10 @@ type Config struct {
 	// ClaimAfter is how long after a lease ended without a settlement the
 	// seller claims what the buyer's acks allow.
 	ClaimAfter time.Duration
+	// GiveUpAfter is how long after a lease's end the seller keeps trying
+	// a buyer that does not answer (0: forever). Its claim, if it made
+	// one, stays in the ledger.
+	GiveUpAfter time.Duration
 	// MaxBatch is the most receipts one message carries, and the most one
 	// metering run issues.
 	MaxBatch int
@@ -38,6 +42,7 @@ func DefaultConfig() Config {
 		DialTimeout:    10 * time.Second,
 		Resend:         5 * time.Second,
 		ClaimAfter:     time.Hour,
+		GiveUpAfter:    30 * 24 * time.Hour,
 		MaxBatch:       256,
 		Probe:          true,
 		ProbeTimeout:   2 * time.Second,
@@ -49,8 +54,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.RequestTimeout <= 0, c.DialTimeout <= 0, c.Resend <= 0, c.ProbeTimeout <= 0:
 		return fmt.Errorf("settle config: RequestTimeout, DialTimeout, Resend and ProbeTimeout must be positive: %w", ErrInvalid)
-	case c.ClaimAfter < 0 || c.ProbeEvery < 0:
-		return fmt.Errorf("settle config: ClaimAfter and ProbeEvery may not be negative: %w", ErrInvalid)
+	case c.ClaimAfter < 0 || c.ProbeEvery < 0 || c.GiveUpAfter < 0:
+		return fmt.Errorf("settle config: ClaimAfter, GiveUpAfter and ProbeEvery may not be negative: %w", ErrInvalid)
 	case c.MaxBatch < 1 || c.MaxBatch > maxBatch:
 		return fmt.Errorf("settle config: MaxBatch %d: want 1 to %d: %w", c.MaxBatch, maxBatch, ErrInvalid)
 	}

@@ -66,7 +66,11 @@ func TestSilentBuyerClaim(t *testing.T) {
 	for i := 0; i < 30 && seller.leases.get(id).State != protocol.StateEnded; i++ {
 		e.clk.Add(time.Second)
 		want := uint64(e.clk.Now().Sub(since) / tm.interval)
-		waitFor(t, "metering", func() bool { st := sellerState(t, seller, id); return st.Seq >= want || st.Final })
+		now := protocol.TimeOf(e.clk.Now())
+		waitFor(t, "metering and a failed delivery", func() bool {
+			st := sellerState(t, seller, id)
+			return st.Final || st.Seq >= want && st.Unacked >= now
+		})
 	}
 	l := seller.leases.get(id)
 	if l.State != protocol.StateEnded || l.Cause != protocol.CauseEndedBySeller {

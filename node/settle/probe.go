@@ -12,8 +12,10 @@ import (
 	"github.com/spotmesh/spotmesh/protocol"
 )
 
-// maxProbes is how many probe results a lease keeps.
-const maxProbes = 256
+// maxSpans is how many spans of probe outcomes a lease keeps: runs of
+// probes with one outcome are merged, so a steady instance keeps one span
+// for its whole lease and only a flapping one reaches the bound.
+const maxSpans = 1024
 
 // probeTick is how often the prober looks for probes due.
 const probeTick = 100 * time.Millisecond
@@ -33,12 +35,15 @@ type probed struct {
 	every    time.Duration
 	next     time.Time
 	busy     bool
-	results  []probeResult
+	spans    []probeSpan
 }
 
-type probeResult struct {
-	at protocol.Time
-	ok bool
+// probeSpan is a run of probes with one outcome, from the first to the
+// last probe of the run; n counts them.
+type probeSpan struct {
+	from, to protocol.Time
+	ok       bool
+	n        int
 }
 
 func newProber(s *Service) *prober {
@@ -66,8 +71,9 @@ func (p *prober) remove(id cid.Cid) {
 	p.mu.Unlock()
 }
 
-// unreachable reports whether every probe of the lease in [from, to] failed
-// (and there was at least one), with words for the dispute.
+// unreachable reports whether every probe of the lease in [from, to)
+// failed (and there was at least one), with words for the dispute. A
+// probe at the period's end belongs to the next period.
 func (p *prober) unreachable(id cid.Cid, from, to protocol.Time) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -76,14 +82,14 @@ func (p *prober) unreachable(id cid.Cid, from, to protocol.Time) (string, bool) 
 		return "", false
 	}
 	n := 0
-	for _, r := range pr.results {
-		if r.at < from || r.at > to {
+	for _, sp := range pr.spans {
+		if sp.to < from || sp.from >= to {
 			continue
 		}
-		if r.ok {
+		if sp.ok {
 			return "", false
 		}
-		n++
+		n += sp.n
 	}
 	if n == 0 {
 		return "", false
@@ -148,8 +154,14 @@ func (p *prober) record(id cid.Cid, at time.Time, ok bool) {
 		return
 	}
 	pr.busy = false
-	pr.results = append(pr.results, probeResult{at: protocol.TimeOf(at), ok: ok})
-	if len(pr.results) > maxProbes {
-		pr.results = append(pr.results[:0], pr.results[len(pr.results)-maxProbes:]...)
+	t := protocol.TimeOf(at)
+	if n := len(pr.spans); n > 0 && pr.spans[n-1].ok == ok && pr.spans[n-1].to <= t {
+		pr.spans[n-1].to = t
+		pr.spans[n-1].n++
+		return
+	}
+	pr.spans = append(pr.spans, probeSpan{from: t, to: t, ok: ok, n: 1})
+	if len(pr.spans) > maxSpans {
+		pr.spans = append(pr.spans[:0], pr.spans[len(pr.spans)-maxSpans:]...)
 	}
 }

@@ -92,6 +92,8 @@ type state struct {
 	// Disputes are the CIDs of the buyer's disputes (the records are
 	// stored as answers).
 	Disputes [][]byte `cbor:"disputes,omitempty"`
+	// Past (buyer) counts the receipts kept after the first dispute.
+	Past uint32 `cbor:"past,omitempty"`
 
 	// Ended (seller): the lease ended at this time.
 	Ended protocol.Time `cbor:"ended,omitempty"`

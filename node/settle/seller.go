@@ -30,7 +30,7 @@ func (s *Service) sellerChanged(l *Lease) {
 		if !ok {
 			st = newState(true, l)
 			if l.State == protocol.StateRunning {
-				since := max(protocol.TimeOf(now), l.Lease.Proposal.Start)
+				since := min(max(protocol.TimeOf(now), l.Lease.Proposal.Start), protocol.TimeOf(l.Ends))
 				st.Since, st.To = since, since
 			} else {
 				// Ended before it ran: nothing to bill, only to settle.
@@ -46,7 +46,20 @@ func (s *Service) sellerChanged(l *Lease) {
 			}
 			return t.Schedule(store.Job{Kind: JobMeter, ID: l.ID.String(), Due: st.To.Std().Add(time.Duration(st.Interval) * time.Millisecond)})
 		}
-		if l.State != protocol.StateEnded || st.Final || st.Ended != 0 {
+		if l.State != protocol.StateEnded {
+			// Running: make sure it is metered (a job lost to an error, or
+			// a state written before this version).
+			if st.Final {
+				return nil
+			}
+			if _, err := t.Job(JobMeter, l.ID.String()); errors.Is(err, store.ErrNotFound) {
+				return t.Schedule(store.Job{Kind: JobMeter, ID: l.ID.String(), Due: st.To.Std().Add(time.Duration(st.Interval) * time.Millisecond)})
+			} else if err != nil {
+				return err
+			}
+			return nil
+		}
+		if st.Final || st.Ended != 0 {
 			return nil
 		}
 		st.Ended = endedAt(l, now)
@@ -93,13 +106,18 @@ func (s *Service) runMeter(ctx context.Context, j store.Job) error {
 		s.log.Error("meter job with a bad ID", "id", j.ID)
 		return nil
 	}
+	unlock := s.lock(id)
+	defer unlock()
+	// The lease is read under the lock, so that an end reported meanwhile
+	// (sellerChanged, which waits for the lock) is seen here or runs after.
 	l, err := s.leases.Lease(id, true)
-	if err != nil {
+	if errors.Is(err, ErrNotFound) {
 		s.log.Warn("meter: lease unknown", "lease", id, "err", err)
 		return nil
 	}
-	unlock := s.lock(id)
-	defer unlock()
+	if err != nil {
+		return err
+	}
 	var st *state
 	if err := s.db.View(func(t *store.Txn) error {
 		st, _, err = getState(t, true, id)
@@ -136,11 +154,16 @@ func (s *Service) runMeter(ctx context.Context, j store.Job) error {
 		s.met.issued.Inc()
 		return nil
 	}
+	waitEnd := false
 	for len(raws) < s.cfg.MaxBatch {
 		next := st.To + protocol.Time(interval)
-		if next > limit || next > nowT || next == limit && !ended {
+		if next == limit && !ended && next <= nowT {
 			// The period that reaches the lease's end waits for the end
 			// (or a renewal), so that it is the final receipt.
+			waitEnd = true
+			break
+		}
+		if next > limit || next > nowT {
 			break
 		}
 		if err := issue(next, ended && next == limit); err != nil {
@@ -155,7 +178,7 @@ func (s *Service) runMeter(ctx context.Context, j store.Job) error {
 			return err
 		}
 	}
-	unpaid := !ended && st.Waiting != 0 && st.Unacked >= st.Waiting && nowT-st.Waiting > protocol.Time(st.Grace)
+	unpaid := !ended && st.unpaid()
 	st.Updated = now.UnixNano()
 	err = s.db.Update(func(t *store.Txn) error {
 		for _, raw := range raws {
@@ -176,8 +199,13 @@ func (s *Service) runMeter(ctx context.Context, j store.Job) error {
 			return nil
 		}
 		due := st.To.Std().Add(interval.Std())
-		if len(raws) == s.cfg.MaxBatch {
+		switch {
+		case len(raws) == s.cfg.MaxBatch:
 			due = now
+		case waitEnd:
+			// The lease service ends the lease about now and tells us; this
+			// is the fallback, not a busy loop.
+			due = now.Add(s.cfg.Resend)
 		}
 		return t.Schedule(store.Job{Kind: JobMeter, ID: id.String(), Due: due})
 	})
@@ -185,13 +213,27 @@ func (s *Service) runMeter(ctx context.Context, j store.Job) error {
 		return err
 	}
 	if unpaid {
-		grace := protocol.Millis(st.Grace).Std()
-		detail := fmt.Sprintf("the buyer has not acknowledged the receipts issued since %s (grace %v)", st.Waiting, grace)
-		s.log.Info("ending lease: receipts unacknowledged past the grace", "lease", id, "since", st.Waiting, "grace", grace)
-		s.met.unpaid.Inc()
-		if err := s.leases.End(ctx, id, detail); err != nil {
-			return fmt.Errorf("end unpaid lease %s: %w", id, err)
-		}
+		return s.endUnpaid(ctx, id, st)
+	}
+	return nil
+}
+
+// unpaid reports whether the buyer has failed to acknowledge for longer
+// than the grace: a delivery failed (or went unacknowledged) more than the
+// grace after the oldest receipt without an ack was issued. Time the
+// seller itself was down does not count: only the buyer's failures do.
+func (st *state) unpaid() bool {
+	return st.Ended == 0 && st.Waiting != 0 && st.Unacked-st.Waiting > protocol.Time(st.Grace)
+}
+
+// endUnpaid ends a lease whose buyer's acks lag past the grace.
+func (s *Service) endUnpaid(ctx context.Context, id cid.Cid, st *state) error {
+	grace := protocol.Millis(st.Grace).Std()
+	detail := fmt.Sprintf("the buyer has not acknowledged the receipts issued since %s (grace %v)", st.Waiting, grace)
+	s.log.Info("ending lease: receipts unacknowledged past the grace", "lease", id, "since", st.Waiting, "grace", grace)
+	s.met.unpaid.Inc()
+	if err := s.leases.End(ctx, id, detail); err != nil {
+		return fmt.Errorf("end unpaid lease %s: %w", id, err)
 	}
 	return nil
 }
@@ -268,11 +310,36 @@ func (s *Service) runSend(ctx context.Context, j store.Job) error {
 	}
 	var due time.Time // the zero time: now, more to send
 	if again != sendNow {
-		due = s.clk.Now().Add(s.cfg.Resend)
+		delay, giveUp := s.retryDelay(id)
+		if giveUp {
+			s.log.Warn("settle: giving up on a buyer that has not answered since the lease ended", "lease", id, "after", s.cfg.GiveUpAfter)
+			return nil
+		}
+		due = s.clk.Now().Add(delay)
 	}
 	return s.db.Update(func(t *store.Txn) error {
 		return t.Schedule(store.Job{Kind: JobSend, ID: id.String(), Due: due})
 	})
+}
+
+// retryDelay is when to try a silent buyer again: every Resend while the
+// lease runs, then less and less often as the lease's end recedes (an
+// eighth of the time since, at most an hour); after GiveUpAfter, never
+// (the claim, if any, stays in the ledger).
+func (s *Service) retryDelay(id cid.Cid) (time.Duration, bool) {
+	var st *state
+	_ = s.db.View(func(t *store.Txn) error {
+		st, _, _ = getState(t, true, id)
+		return nil
+	})
+	if st == nil || st.Ended == 0 {
+		return s.cfg.Resend, false
+	}
+	since := s.clk.Now().Sub(st.Ended.Std())
+	if s.cfg.GiveUpAfter > 0 && since > s.cfg.GiveUpAfter {
+		return 0, true
+	}
+	return min(max(since/8, s.cfg.Resend), time.Hour), false
 }
 
 // sendNow asks runSend to run again at once.
@@ -291,7 +358,7 @@ func (s *Service) send(ctx context.Context, id cid.Cid) (time.Duration, error) {
 	}
 	if len(raws) > 0 {
 		if err := s.deliver(ctx, id, buyer, raws); err != nil {
-			s.noteUnacked(id)
+			s.noteUnacked(ctx, id)
 			return 0, s.maybeClaim(ctx, id, err)
 		}
 		before := st.Answered
@@ -303,7 +370,7 @@ func (s *Service) send(ctx context.Context, id cid.Cid) (time.Duration, error) {
 			if st.Answered > before {
 				return sendNow, nil // more to send
 			}
-			s.noteUnacked(id)
+			s.noteUnacked(ctx, id)
 			return 0, s.maybeClaim(ctx, id, fmt.Errorf("%w: the buyer answered none of %d receipts", ErrRefused, len(raws)))
 		}
 	}
@@ -365,6 +432,7 @@ func (s *Service) recordAnswers(id cid.Cid, buyer peerID, raws [][]byte, answers
 	defer s.lock(id)()
 	now := s.clk.Now()
 	var refused string
+	var disputed bool
 	return s.db.Update(func(t *store.Txn) error {
 		st, ok, err := getState(t, true, id)
 		if err != nil || !ok {
@@ -411,6 +479,7 @@ func (s *Service) recordAnswers(id cid.Cid, buyer peerID, raws [][]byte, answers
 					refused = "bad dispute"
 					break
 				}
+				disputed = true
 				if d.Receipt.Equals(rc) {
 					if err := putAnswer(t, id, r.Seq, ansDispute, a.Dispute); err != nil {
 						return err
@@ -431,10 +500,13 @@ func (s *Service) recordAnswers(id cid.Cid, buyer peerID, raws [][]byte, answers
 		if refused != "" {
 			s.log.Info("receipts refused by the buyer", "lease", id, "why", refused)
 		}
-		// The grace runs from the oldest receipt without an ack.
+		// The grace runs from the oldest receipt without an ack; the
+		// buyer failed it now if it refused or disputed one it was given.
 		st.Waiting = 0
-		if st.AckedSeq < st.Seq {
+		if refused != "" || disputed {
 			st.Unacked = protocol.TimeOf(now)
+		}
+		if st.AckedSeq < st.Seq {
 			for seq := st.AckedSeq + 1; seq <= st.Seq; seq++ {
 				r, _, err := getReceipt(t, id, seq)
 				if err != nil {
@@ -451,18 +523,27 @@ func (s *Service) recordAnswers(id cid.Cid, buyer peerID, raws [][]byte, answers
 	})
 }
 
-// noteUnacked records that a delivery failed with receipts unacknowledged.
-func (s *Service) noteUnacked(id cid.Cid) {
-	defer s.lock(id)()
+// noteUnacked records that a delivery failed with receipts unacknowledged,
+// and ends the lease when that has lasted longer than the grace.
+func (s *Service) noteUnacked(ctx context.Context, id cid.Cid) {
+	unlock := s.lock(id)
 	now := s.clk.Now()
+	var unpaid *state
 	err := s.db.Update(func(t *store.Txn) error {
 		st, ok, err := getState(t, true, id)
 		if err != nil || !ok || st.AckedSeq == st.Seq {
 			return err
 		}
 		st.Unacked, st.Updated = protocol.TimeOf(now), now.UnixNano()
+		if st.unpaid() {
+			unpaid = st
+		}
 		return putState(t, id, st)
 	})
+	unlock()
+	if err == nil && unpaid != nil {
+		err = s.endUnpaid(ctx, id, unpaid)
+	}
 	if err != nil && !isClosed(err) {
 		s.log.Warn("record failed delivery", "lease", id, "err", err)
 	}

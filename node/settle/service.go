@@ -359,7 +359,18 @@ func (s *Service) LeaseChanged(sold bool, id cid.Cid) {
 
 // buyerChanged starts or stops probing a lease bought.
 func (s *Service) buyerChanged(l *Lease) {
-	if l.State == protocol.StateEnded {
+	if !s.cfg.Probe {
+		return
+	}
+	done := l.State == protocol.StateEnded
+	if !done {
+		_ = s.db.View(func(t *store.Txn) error {
+			st, ok, _ := getState(t, false, l.ID)
+			done = ok && (st.Final || st.Status != StatusOpen)
+			return nil
+		})
+	}
+	if done {
 		s.probes.remove(l.ID)
 		return
 	}
