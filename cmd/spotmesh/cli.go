@@ -91,9 +91,9 @@ type verb struct {
 // verbs is the CLI's dispatch table, in the order help lists it.
 func verbs() []verb {
 	return []verb{
-		{"init", "[--listen MA]... [--api HOST:PORT] [--bootstrap MA]... [--mdns] [--dht-mode auto|server|client]",
+		{"init", "[--listen MA]... [--api HOST:PORT] [--bootstrap MA]... [--mdns] [--dht-mode auto|server|client] [--driver process|http|none] [--driver-url URL] [--driver-token-file FILE] [--driver-gateway-url URL]",
 			"create a node's home: key, API token and config (keeps an existing key)", cmdInit},
-		{"run", "[same flags as init, overriding the config]", "run the node daemon until SIGINT or SIGTERM", cmdRun},
+		{"run", "[the network flags of init, overriding the config]", "run the node daemon until SIGINT or SIGTERM", cmdRun},
 		{"id", "", "show the node's peer ID and addresses", cmdID},
 		{"peers", "", "list connected peers", cmdPeers},
 		{"connect", "MULTIADDR", "connect to a peer at a multiaddr ending in /p2p/<peer id>", cmdConnect},
@@ -112,10 +112,10 @@ func verbs() []verb {
 		{"version", "", "show the build's version", cmdVersion},
 		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local nodes and show a buyer's book", cmdDemo},
 
-		// Verbs written in other packages are dispatched here: add one line
-		// each, such as
-		//	{"testnet", "up|down|status [flags]", "boot a test network of daemons on loopback", cmdTestnet},
-		// with cmdTestnet in its own file of this package.
+		{"testnet", "up|status|kill|start|logs|down --dir DIR ...", "boot a test network of daemons on loopback, kill and start its nodes, stop it", testnetGroup.run},
+
+		// Verbs written in other files of this package are dispatched
+		// here: add one line each.
 	}
 }
 

@@ -51,7 +51,7 @@ var applianceGroup = group{
 
 // groups are the verbs with sub-verbs, for help.
 func groups() []group {
-	return []group{offerGroup, applianceGroup, leaseGroup, instancesGroup, denyGroup, receiptsGroup, settleGroup}
+	return []group{offerGroup, applianceGroup, leaseGroup, instancesGroup, denyGroup, receiptsGroup, settleGroup, testnetGroup}
 }
 
 // want lists the sub-verbs for an error: "add, ls or rm".
