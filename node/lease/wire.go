@@ -2,12 +2,10 @@ package lease
 
 import (
 	"bufio"
-	"encoding/binary"
-	"fmt"
-	"io"
 
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/spotmesh/spotmesh/node/internal/frame"
 	proto "github.com/spotmesh/spotmesh/protocol"
 )
 
@@ -59,36 +57,10 @@ func maxBody(tag byte, lim proto.Limits) int {
 }
 
 // appendFrame appends tag, uvarint length and body.
-func appendFrame(b []byte, tag byte, body []byte) []byte {
-	b = append(b, tag)
-	b = binary.AppendUvarint(b, uint64(len(body)))
-	return append(b, body...)
-}
+func appendFrame(b []byte, tag byte, body []byte) []byte { return frame.Append(b, tag, body) }
 
 // readFrame reads one frame whose tag is one of want, refusing bodies
 // over the tag's bound before reading them.
 func readFrame(r *bufio.Reader, lim proto.Limits, want ...byte) (byte, []byte, error) {
-	tag, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	ok := false
-	for _, w := range want {
-		ok = ok || tag == w
-	}
-	if !ok {
-		return 0, nil, fmt.Errorf("frame tag 0x%02x unexpected here", tag)
-	}
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		return 0, nil, fmt.Errorf("frame length: %w", err)
-	}
-	if max := maxBody(tag, lim); n > uint64(max) {
-		return 0, nil, fmt.Errorf("frame 0x%02x of %d bytes: limit %d", tag, n, max)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, nil, fmt.Errorf("frame body: %w", err)
-	}
-	return tag, body, nil
+	return frame.Read(r, func(tag byte) int { return maxBody(tag, lim) }, want...)
 }
