@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/spotmesh/spotmesh/node/internal/gate"
 	"github.com/spotmesh/spotmesh/protocol"
 	"github.com/spotmesh/spotmesh/store"
 )
@@ -60,8 +61,6 @@ type Service struct {
 	log    *slog.Logger
 	onChg  func(Role, cid.Cid)
 
-	host host.Host // set by Start, before the handler is registered
-
 	// The capacity owner's inputs (see capacity.go).
 	proposals  chan *proposalReq
 	commitDone chan commitResult
@@ -83,11 +82,7 @@ type Service struct {
 
 	// gate counts stream handlers and API calls that started work, so that
 	// Close waits for them and later ones fail.
-	gateMu  sync.Mutex
-	active  int  // guarded by gateMu
-	closed  bool // guarded by gateMu
-	started bool // guarded by gateMu
-	idle    *sync.Cond
+	gate gate.Gate
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -136,7 +131,6 @@ func New(cfg Config, d Deps) (*Service, error) {
 		ctx:        ctx,
 		cancel:     cancel,
 	}
-	s.idle = sync.NewCond(&s.gateMu)
 	s.releases.kick = make(chan struct{}, 1)
 	s.board.init()
 	if err := s.loadDenied(); err != nil {
@@ -157,21 +151,15 @@ func (s *Service) ID() peer.ID { return s.self }
 // seller's) and hands leases still provisioning to the Provisioner again.
 // ctx bounds nothing after Start returns; Close stops the service.
 func (s *Service) Start(ctx context.Context, h host.Host) error {
-	s.gateMu.Lock()
-	switch {
-	case s.closed:
-		s.gateMu.Unlock()
-		return fmt.Errorf("lease: start: %w", ErrClosed)
-	case s.started:
-		s.gateMu.Unlock()
-		return fmt.Errorf("lease: start: already started: %w", ErrInvalid)
-	case h == nil || h.ID() != s.self:
-		s.gateMu.Unlock()
+	if h == nil || h.ID() != s.self {
 		return fmt.Errorf("lease: start: the host must run with the service's key: %w", ErrInvalid)
 	}
-	s.started = true
-	s.host = h
-	s.gateMu.Unlock()
+	switch err := s.gate.Start(h); {
+	case errors.Is(err, gate.ErrClosed):
+		return fmt.Errorf("lease: start: %w", ErrClosed)
+	case err != nil:
+		return fmt.Errorf("lease: start: %v: %w", err, ErrInvalid)
+	}
 
 	if s.offers != nil {
 		st, err := s.loadHeld()
@@ -194,19 +182,11 @@ func (s *Service) Start(ctx context.Context, h host.Host) error {
 // and the database.
 func (s *Service) Close() error {
 	s.once.Do(func() {
-		s.gateMu.Lock()
-		s.closed = true
-		h := s.host
-		s.gateMu.Unlock()
-		if h != nil {
+		if h := s.gate.Shut(); h != nil {
 			h.RemoveStreamHandler(ProtocolID)
 		}
 		s.cancel()
-		s.gateMu.Lock()
-		for s.active > 0 {
-			s.idle.Wait()
-		}
-		s.gateMu.Unlock()
+		s.gate.Wait()
 		s.wg.Wait()
 	})
 	return nil
@@ -214,35 +194,24 @@ func (s *Service) Close() error {
 
 // enter registers work in progress; every successful enter pairs with leave.
 func (s *Service) enter() error {
-	s.gateMu.Lock()
-	defer s.gateMu.Unlock()
-	if s.closed {
+	if s.gate.Enter() != nil {
 		return ErrClosed
 	}
-	s.active++
 	return nil
 }
 
-func (s *Service) leave() {
-	s.gateMu.Lock()
-	s.active--
-	if s.active == 0 {
-		s.idle.Broadcast()
-	}
-	s.gateMu.Unlock()
-}
+func (s *Service) leave() { s.gate.Leave() }
 
 // started reports whether Start ran (the host is set).
 func (s *Service) hostOrErr() (host.Host, error) {
-	s.gateMu.Lock()
-	defer s.gateMu.Unlock()
-	if s.closed {
+	h, err := s.gate.Host()
+	switch {
+	case errors.Is(err, gate.ErrClosed):
 		return nil, ErrClosed
-	}
-	if s.host == nil {
+	case err != nil:
 		return nil, ErrNotStarted
 	}
-	return s.host, nil
+	return h, nil
 }
 
 // handleStream serves one request.

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/spotmesh/spotmesh/node/internal/gate"
 	"github.com/spotmesh/spotmesh/protocol"
 	"github.com/spotmesh/spotmesh/store"
 )
@@ -87,12 +88,7 @@ type Service struct {
 	// tamper, set by tests only, rewrites each receipt after signing.
 	tamper func(r *protocol.UsageReceipt, raw []byte) []byte
 
-	gateMu  sync.Mutex
-	host    host.Host // guarded by gateMu
-	active  int       // guarded by gateMu
-	closed  bool      // guarded by gateMu
-	started bool      // guarded by gateMu
-	idle    *sync.Cond
+	gate gate.Gate
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -130,7 +126,6 @@ func New(cfg Config, d Deps) (*Service, error) {
 		commits: make(chan *commitReq, 1024), commitStop: make(chan struct{}),
 		ctx: ctx, cancel: cancel,
 	}
-	s.idle = sync.NewCond(&s.gateMu)
 	s.probes = newProber(s)
 	d.Queue.Handle(JobMeter, s.runMeter)
 	d.Queue.Handle(JobSend, s.runSend)
@@ -143,22 +138,16 @@ func (s *Service) ID() peer.ID { return s.self }
 // Start serves the receipt and settle protocols on h, and picks up the
 // leases that changed while the node was down.
 func (s *Service) Start(ctx context.Context, h host.Host) error {
-	s.gateMu.Lock()
-	switch {
-	case s.closed:
-		s.gateMu.Unlock()
-		return fmt.Errorf("settle: start: %w", ErrClosed)
-	case s.started:
-		s.gateMu.Unlock()
-		return fmt.Errorf("settle: start: already started: %w", ErrInvalid)
-	case h == nil || h.ID() != s.self:
-		s.gateMu.Unlock()
+	if h == nil || h.ID() != s.self {
 		return fmt.Errorf("settle: start: the host must run with the service's key: %w", ErrInvalid)
 	}
-	s.started, s.host = true, h
-	s.gateMu.Unlock()
-	// A few committers, so that one batch is written while another waits
-	// for its fsync.
+	switch err := s.gate.Start(h); {
+	case errors.Is(err, gate.ErrClosed):
+		return fmt.Errorf("settle: start: %w", ErrClosed)
+	case err != nil:
+		return fmt.Errorf("settle: start: %v: %w", err, ErrInvalid)
+	}
+	// The committers (one: badger serializes commits; see commitLoop).
 	for range committers {
 		s.wg.Add(1)
 		go s.commitLoop()
@@ -196,22 +185,12 @@ func (s *Service) Start(ctx context.Context, h host.Host) error {
 // before the queue and the database.
 func (s *Service) Close() error {
 	s.once.Do(func() {
-		s.gateMu.Lock()
-		s.closed = true
-		h := s.host
-		s.gateMu.Unlock()
-		if h != nil {
+		if h := s.gate.Shut(); h != nil {
 			h.RemoveStreamHandler(ReceiptProtocol)
 			h.RemoveStreamHandler(SettleProtocol)
 		}
 		s.cancel()
-		s.gateMu.Lock()
-		for s.active > 0 {
-			s.idle.Wait()
-		}
-		started := s.started
-		s.gateMu.Unlock()
-		if started {
+		if started := s.gate.Wait(); started {
 			close(s.commitStop) // no handler is left to commit
 		}
 		s.wg.Wait()
@@ -225,24 +204,16 @@ type leaseLock struct {
 	refs int // guarded by Service.lockMu
 }
 
+// enter lets a handler or hook in, unless the service closed; leave lets
+// it out.
 func (s *Service) enter() error {
-	s.gateMu.Lock()
-	defer s.gateMu.Unlock()
-	if s.closed {
+	if s.gate.Enter() != nil {
 		return ErrClosed
 	}
-	s.active++
 	return nil
 }
 
-func (s *Service) leave() {
-	s.gateMu.Lock()
-	s.active--
-	if s.active == 0 {
-		s.idle.Broadcast()
-	}
-	s.gateMu.Unlock()
-}
+func (s *Service) leave() { s.gate.Leave() }
 
 // lock locks the billing of one lease.
 func (s *Service) lock(id cid.Cid) func() {
@@ -274,7 +245,8 @@ type commitReq struct {
 // maxCommitBatch bounds the writes of one committed transaction.
 const maxCommitBatch = 256
 
-// committers is the number of batches written at once.
+// committers is the number of batches written at once: one, since badger
+// applies commits one after the other (more made the benchmark slower).
 const committers = 1
 
 // commitLoop writes the requests waiting, many in one synced transaction,
@@ -382,11 +354,12 @@ func (s *Service) buyerChanged(l *Lease) {
 // roundTrip sends one request frame to p on proto and reads one answer
 // frame whose tag is one of want.
 func (s *Service) roundTrip(ctx context.Context, p peer.ID, proto2 string, req []byte, want ...byte) (byte, []byte, error) {
-	s.gateMu.Lock()
-	h := s.host
-	s.gateMu.Unlock()
-	if h == nil {
-		return 0, nil, fmt.Errorf("settle: not started: %w", ErrInvalid)
+	h, err := s.gate.Host()
+	switch {
+	case errors.Is(err, gate.ErrClosed):
+		return 0, nil, ErrClosed
+	case err != nil:
+		return 0, nil, fmt.Errorf("settle: %v: %w", err, ErrInvalid)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
