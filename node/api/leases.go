@@ -92,7 +92,7 @@ func (s *Server) newLease(w http.ResponseWriter, r *http.Request) {
 		}
 		if offer == nil {
 			s.writeError(w, r, errorf(http.StatusNotFound, CodeNotFound,
-				"lease: no offer %s in this node's book: it expired or was replaced; 'spotmesh book' lists the offers with their CIDs and offer IDs (seller/key)", req.OfferCID))
+				"lease: no offer %s in this node's book: every copy of it expired, or it was withdrawn; 'spotmesh book' lists the offers with their CIDs and offer IDs (seller/key)", req.OfferCID))
 			return
 		}
 		in, err = ls.Propose(ctx, offer, p)
@@ -353,8 +353,9 @@ func (s *Server) leaseError(op string, err error) *Error {
 	return s.mapError(op, err)
 }
 
-// findOffer finds an offer in the book by the CID of the copy held, or by
-// its offer ID (seller/key), which names every copy of it.
+// findOffer finds an offer in the book by the CID of any unexpired copy of
+// it (the one held or one it replaced), or by its offer ID (seller/key),
+// which names every copy of it.
 func (s *Server) findOffer(ref string) (*protocol.Offer, error) {
 	if seller, key, ok := strings.Cut(ref, "/"); ok {
 		id, err := peer.Decode(seller)
@@ -372,8 +373,10 @@ func (s *Server) findOffer(ref string) (*protocol.Offer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("field offer_cid %q is not a CID (nor an offer ID seller/key): %v", ref, err)
 	}
-	for _, e := range s.b.Book(market.Query{IncludePaused: true, Limit: math.MaxInt32}) {
-		if e.CID.Equals(oc) && e.Offer != nil {
+	// Any unexpired copy names the offer: the book answers with the copy
+	// it holds now, which the proposal then names.
+	for _, e := range s.b.Book(market.Query{CID: oc, IncludePaused: true, Limit: 1}) {
+		if e.Offer != nil {
 			return e.Offer, nil
 		}
 	}

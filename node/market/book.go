@@ -102,6 +102,10 @@ type Book struct {
 	// mu guards ix and the fields from pending to stats.
 	mu      sync.RWMutex
 	ix      indexes
+	// copies names the offer of every unexpired copy this book held, the
+	// current ones and those they replaced, so that a buyer may name the
+	// copy it saw (a proposal may name any unexpired version).
+	copies map[cid.Cid]copyRef
 	pending map[protocol.OfferID]pendingOp // changes not yet persisted
 	spare   map[protocol.OfferID]pendingOp // the next pending map, empty
 	subs    map[*subscriber]struct{}
@@ -138,6 +142,7 @@ func NewBook(cfg Config, p Persister, clk clock.Clock, lim protocol.Limits, log 
 		lim:      lim,
 		log:      log,
 		ix:       newIndexes(),
+		copies:   make(map[cid.Cid]copyRef),
 		pending:  make(map[protocol.OfferID]pendingOp),
 		subs:     make(map[*subscriber]struct{}),
 		timerAt:  maxTime,
@@ -286,6 +291,7 @@ func (b *Book) add(o *protocol.Offer, c cid.Cid, raw []byte, now time.Time, pers
 		return err
 	}
 	it := b.ix.newItem(o, c, now)
+	b.noteCopy(it, nowNs)
 	prevLive := prev != nil && prev.live() && prev.expires() > nowNs
 	if prev != nil {
 		b.ix.supersede(prev, it)
@@ -379,6 +385,7 @@ func (b *Book) evictDue(now int64) {
 			return
 		}
 		b.ix.remove(it)
+		delete(b.copies, it.cid)
 		if it.live() {
 			b.stats.Expired++
 			b.emit(EventExpired, it)
@@ -424,4 +431,37 @@ func (b *Book) expiryLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// copyRef is one copy of an offer: which offer, and when the copy expires.
+type copyRef struct {
+	id      protocol.OfferID
+	expires int64 // unix nanoseconds
+}
+
+// noteCopy records the copy it; now and then it forgets the copies that
+// expired. Call it with b.mu held.
+func (b *Book) noteCopy(it *item, now int64) {
+	b.copies[it.cid] = copyRef{id: it.offer.ID(), expires: it.expires()}
+	if len(b.copies) > 2*b.ix.held+1024 {
+		for c, r := range b.copies {
+			if r.expires <= now {
+				delete(b.copies, c)
+			}
+		}
+	}
+}
+
+// byCopy returns the live offer one of whose unexpired copies is c. Call
+// it with b.mu held.
+func (b *Book) byCopy(c cid.Cid, now int64) *item {
+	r, ok := b.copies[c]
+	if !ok || r.expires <= now {
+		return nil
+	}
+	it := b.ix.get(r.id)
+	if it == nil || !it.live() || it.expires() <= now {
+		return nil
+	}
+	return it
 }

@@ -572,3 +572,53 @@ func TestSupersedeInPlace(t *testing.T) {
 		t.Fatalf("after withdrawal: %q, want other", got)
 	}
 }
+
+// A buyer may name any unexpired copy of an offer: Query by CID finds the
+// offer by the copy it holds or by a copy that one replaced, until that
+// copy expires; a paused offer only with IncludePaused.
+func TestQueryByCopy(t *testing.T) {
+	s := newSeller(t)
+	clk := newMock()
+	b := NewBook(DefaultConfig(), nil, clk, protocol.DefaultLimits(), nil)
+	v1 := makeOffer(t, s, "k", clk.Now(), func(o *protocol.Offer) { o.ExpiresAt = protocol.TimeOf(clk.Now().Add(time.Minute)) })
+	mustAdd(t, b, v1)
+	clk.Add(time.Second)
+	v2 := makeOffer(t, s, "k", clk.Now(), func(o *protocol.Offer) { o.ExpiresAt = protocol.TimeOf(clk.Now().Add(time.Hour)) })
+	mustAdd(t, b, v2)
+	other := makeOffer(t, s, "other", clk.Now(), nil)
+	mustAdd(t, b, other)
+	for _, tc := range []struct {
+		name string
+		c    cid.Cid
+		want cid.Cid
+	}{
+		{"the copy held", v2.c, v2.c},
+		{"a copy it replaced", v1.c, v2.c},
+		{"another offer", other.c, other.c},
+		{"no such copy", protocol.CIDOf([]byte("nothing")), cid.Undef},
+	} {
+		got := b.Query(Query{CID: tc.c})
+		if !tc.want.Defined() {
+			if len(got) != 0 {
+				t.Errorf("%s: got %v, want nothing", tc.name, keys(got))
+			}
+			continue
+		}
+		if len(got) != 1 || !got[0].CID.Equals(tc.want) {
+			t.Errorf("%s: got %v, want the copy %s", tc.name, keys(got), tc.want)
+		}
+	}
+	clk.Add(time.Minute) // v1 expired; v2 holds on
+	if got := b.Query(Query{CID: v1.c}); len(got) != 0 {
+		t.Fatalf("an expired copy still names its offer: %v", keys(got))
+	}
+	clk.Add(time.Second)
+	paused := makeOffer(t, s, "k", clk.Now(), func(o *protocol.Offer) { o.Paused = true })
+	mustAdd(t, b, paused)
+	if got := b.Query(Query{CID: v2.c}); len(got) != 0 {
+		t.Fatalf("a paused offer without IncludePaused: %v", keys(got))
+	}
+	if got := b.Query(Query{CID: v2.c, IncludePaused: true}); len(got) != 1 || !got[0].CID.Equals(paused.c) {
+		t.Fatalf("a paused offer with IncludePaused: %v", keys(got))
+	}
+}

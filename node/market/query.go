@@ -71,6 +71,10 @@ type Query struct {
 	Sort SortKey
 	// Limit caps the results; 0 means DefaultLimit.
 	Limit int
+	// CID, when set, keeps only the offer one of whose unexpired copies
+	// has this CID: its current copy, or one it replaced. The other
+	// filters do not apply, but for IncludePaused.
+	CID cid.Cid
 }
 
 // DefaultLimit is the result cap of a query that sets none.

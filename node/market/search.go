@@ -26,6 +26,13 @@ func (b *Book) Query(q Query) []Entry {
 	now := b.clk.Now().UnixNano()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if q.CID.Defined() {
+		it := b.byCopy(q.CID, now)
+		if it == nil || it.offer.Paused && !q.IncludePaused {
+			return nil
+		}
+		return []Entry{it.entry()}
+	}
 	top := b.search(&f, now)
 	out := make([]Entry, len(top))
 	for i, r := range top {

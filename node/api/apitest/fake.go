@@ -247,6 +247,9 @@ func (f *Fake) Book(q market.Query) []market.Entry {
 	}
 	var out []market.Entry
 	for _, e := range f.book {
+		if q.CID.Defined() && !e.CID.Equals(q.CID) {
+			continue // the fake holds no replaced copies
+		}
 		if q.VCPU.Contains(uint64(e.Offer.Hardware.VCPU)) && len(out) < limit {
 			out = append(out, e)
 		}
