@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,12 +18,15 @@ import (
 
 	"github.com/filecoin-project/go-clock"
 
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/spotmesh/spotmesh/node"
 	"github.com/spotmesh/spotmesh/node/appliance"
 	"github.com/spotmesh/spotmesh/node/lease"
 	"github.com/spotmesh/spotmesh/node/offers"
 	"github.com/spotmesh/spotmesh/node/runtime"
 	"github.com/spotmesh/spotmesh/node/runtime/drivertest"
+	"github.com/spotmesh/spotmesh/node/settle"
 	"github.com/spotmesh/spotmesh/protocol"
 	"github.com/spotmesh/spotmesh/testnet"
 )
@@ -179,6 +183,58 @@ func TestLeaseRunsInstanceUntilExpiry(t *testing.T) {
 	if _, err := http.Get("http://" + running.Endpoint + "/"); err == nil {
 		t.Fatal("the instance's endpoint still answers")
 	}
+	// The lease settles, and the metrics of both nodes tell the story.
+	if err := testnet.WaitFor(ctx, func() bool {
+		a, err1 := seller.Settle().Summary(id)
+		b, err2 := buyer.Settle().Summary(id)
+		return err1 == nil && err2 == nil && a.Status == settle.StatusSettled && b.Status == settle.StatusSettled
+	}); err != nil {
+		a, _ := seller.Settle().Summary(id)
+		t.Fatalf("the lease did not settle: seller %+v", a)
+	}
+	for _, m := range []struct {
+		n    *node.Node
+		name string
+		min  float64
+	}{
+		{seller, `spotmesh_lease_answers_total{answer="granted",reason=""}`, 1},
+		{seller, `spotmesh_leases_sold_ended_total{cause="expired"}`, 1},
+		{seller, `spotmesh_receipts_issued_total`, 1},
+		{seller, `spotmesh_settlements_total{state="settled"}`, 1},
+		{buyer, `spotmesh_lease_round_trip_seconds_count`, 1},
+		{buyer, `spotmesh_receipts_answered_total{answer="ack"}`, 1},
+		{buyer, `spotmesh_settlements_total{state="settled"}`, 1},
+	} {
+		if v := metricValue(t, m.n, m.name); v < m.min {
+			t.Errorf("%s = %v, want at least %v", m.name, v, m.min)
+		}
+	}
+}
+
+// metricValue reads one sample of a node's metrics, as Prometheus's text
+// format names it; 0 when absent.
+func metricValue(t *testing.T, n *node.Node, name string) float64 {
+	t.Helper()
+	var b strings.Builder
+	mfs, err := n.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 // TestDriverNoneSellsNothing: a node configured with driver "none" has no

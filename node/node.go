@@ -202,10 +202,6 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		n.db.Close()
 		return nil, err
 	}
-	if err := n.newLeases(); err != nil {
-		n.db.Close()
-		return nil, err
-	}
 	n.metrics = newMetrics(
 		func() float64 { return float64(n.book.Len()) },
 		func() float64 {
@@ -215,6 +211,10 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 			return float64(len(n.host.Network().Peers()))
 		},
 		func() float64 { return float64(n.mesh.size()) })
+	if err := n.newLeases(); err != nil {
+		n.db.Close()
+		return nil, err
+	}
 	if err := n.newSettle(); err != nil {
 		if n.drv != nil {
 			n.drv.Close()
@@ -257,7 +257,7 @@ func (n *Node) newLeases() error {
 		n.drv = d
 	}
 	deps := lease.Deps{DB: n.db, Queue: n.queue, Key: n.key, Book: n.book, Clock: n.clk, Limits: n.lim, Logger: n.log,
-		OnChange: n.leaseChanged}
+		OnChange: n.leaseChanged, Registerer: n.metrics.reg}
 	if n.drv != nil {
 		rcfg := runtime.DefaultConfig()
 		if n.opts.rtCfg != nil {

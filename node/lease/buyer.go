@@ -83,6 +83,7 @@ func (s *Service) Propose(ctx context.Context, offer *protocol.Offer, p Params) 
 	}()
 
 	req := appendFrame(appendFrame(make([]byte, 0, len(raw)+len(offerRaw)+16), tagPropose, raw), tagOffer, offerRaw)
+	sent := time.Now()
 	tag, body, err := s.roundTrip(ctx, h, offer.Seller, offer.Addrs, req, tagLease, tagRejection)
 	if err != nil {
 		s.abandon(pc, pd)
@@ -107,6 +108,7 @@ func (s *Service) Propose(ctx context.Context, offer *protocol.Offer, p Params) 
 		s.abandon(pc, pd)
 		return fail(err)
 	}
+	s.met.roundTrip.Observe(time.Since(sent).Seconds())
 	return in, nil
 }
 

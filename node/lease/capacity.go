@@ -377,6 +377,9 @@ func (s *Service) writeLeases(items []*signedLease) error {
 	}
 	for _, it := range items {
 		it.stored = !it.dup
+		if it.stored {
+			s.met.answers.WithLabelValues("granted", "").Inc()
+		}
 	}
 	return nil
 }

@@ -405,6 +405,10 @@ type fakeProv struct {
 	failWith    error
 	terminates  chan cid.Cid
 	extended    map[cid.Cid][]time.Time
+	// extendFails fails that many Extend calls first; extendTries counts
+	// the calls.
+	extendFails int
+	extendTries int
 }
 
 func newFakeProv() *fakeProv {
@@ -431,8 +435,19 @@ var _ Extender = (*fakeProv)(nil)
 func (p *fakeProv) Extend(ctx context.Context, id cid.Cid, ends time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.extendTries++
+	if p.extendFails > 0 {
+		p.extendFails--
+		return errors.New("cloud busy")
+	}
 	p.extended[id] = append(p.extended[id], ends)
 	return nil
+}
+
+func (p *fakeProv) tries() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.extendTries
 }
 
 func (p *fakeProv) extensions(id cid.Cid) []time.Time {

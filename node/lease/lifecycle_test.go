@@ -146,7 +146,8 @@ func TestRenewalExtendsInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Renew returns once the seller answered, after it called Extend.
+	// The seller extends the instance by a durable job, right after.
+	waitFor(t, "the instance extended", func() bool { return len(s.prov.extensions(in.ID)) > 0 })
 	if x := s.prov.extensions(in.ID); len(x) != 1 || !x[0].Equal(got.Ends) || !got.Ends.Equal(in.Start.Add(2*time.Hour)) {
 		t.Fatalf("Extend calls %v; want one with the new end %v", x, got.Ends)
 	}
@@ -517,5 +518,35 @@ func TestClockSkew(t *testing.T) {
 	c := e.addWithClock(false, far)
 	if _, err := c.Propose(ctx, s.offers.current("main"), params(time.Hour)); ReasonOf(err) != protocol.ReasonInvalid {
 		t.Fatalf("a proposal from beyond the skew: %v", err)
+	}
+}
+
+// TestRenewalExtendRetried: when the runtime fails to extend the instance,
+// the seller tries again (a durable job with backoff) until it succeeds.
+func TestRenewalExtendRetried(t *testing.T) {
+	e := newEnv(t)
+	s, b := e.seller(), e.buyer()
+	ctx := context.Background()
+	spec := sampleOffer("main")
+	spec.MaxLease = protocol.MillisOf(3 * time.Hour)
+	o := s.offers.add(spec, 5)
+	in, err := b.Propose(ctx, o, params(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.prov.mu.Lock()
+	s.prov.extendFails = 2
+	s.prov.mu.Unlock()
+	got, err := b.Renew(ctx, in.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for try := 1; try <= 2; try++ {
+		waitFor(t, "a failed extend", func() bool { return s.prov.tries() >= try })
+		e.clk.Add(time.Second) // the queue's backoff
+	}
+	waitFor(t, "the instance extended", func() bool { return len(s.prov.extensions(in.ID)) == 1 })
+	if x := s.prov.extensions(in.ID); !x[0].Equal(got.Ends) {
+		t.Fatalf("extended to %v, want %v", x[0], got.Ends)
 	}
 }

@@ -28,6 +28,9 @@ const (
 	// JobForget drops the seller's memory of a proposal the buyer ended
 	// before it arrived, once it can no longer arrive; ID "<proposal cid>".
 	JobForget = "lease.forget"
+	// JobExtend moves a renewed lease's instance to the lease's new end
+	// through the Provisioner's Extend; ID "<lease id>".
+	JobExtend = "lease.extend"
 )
 
 func soldKey(id cid.Cid) []byte   { return store.Key("lease", "sold", id.String()) }

@@ -256,6 +256,13 @@ func (s *Service) serveRenewal(ctx context.Context, remote peer.ID, body []byte)
 		if err := setRec(t, soldKey(id), cur); err != nil {
 			return err
 		}
+		if _, ok := s.prov.(Extender); ok {
+			// The instance follows the new end, durably: retried until the
+			// runtime has it.
+			if err := t.Schedule(store.Job{Kind: JobExtend, ID: id.String()}); err != nil {
+				return err
+			}
+		}
 		return t.Schedule(store.Job{Kind: JobExpire, ID: "sold/" + id.String(), Due: ext.Ends.Std()})
 	})
 	switch {
@@ -265,13 +272,43 @@ func (s *Service) serveRenewal(ctx context.Context, remote peer.ID, body []byte)
 		return s.reject(rc, protocol.ReasonBusy, err.Error())
 	}
 	s.log.Info("lease renewed", "lease", id, "buyer", remote, "ends", ext.Ends)
+	s.met.answers.WithLabelValues("extended", "").Inc()
 	s.changed(RoleSeller, id)
-	if x, ok := s.prov.(Extender); ok {
-		if err := x.Extend(ctx, id, ext.Ends.Std()); err != nil {
-			s.log.Warn("extend the lease's instance", "lease", id, "ends", ext.Ends, "err", err)
-		}
-	}
 	return tagExtension, eb
+}
+
+// runExtend moves a renewed lease's instance to the lease's end as stored
+// now. An error keeps the job, retried with the queue's backoff; a lease
+// that ended meanwhile needs nothing.
+func (s *Service) runExtend(ctx context.Context, j store.Job) error {
+	id, err := cid.Decode(j.ID)
+	if err != nil {
+		s.log.Error("extend job with a bad ID", "id", j.ID)
+		return nil
+	}
+	x, ok := s.prov.(Extender)
+	if !ok {
+		return nil
+	}
+	var rec *record
+	err = s.db.View(func(t *store.Txn) error {
+		rec, err = getRecord(t, RoleSeller, id)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec.State == protocol.StateEnded {
+		return nil
+	}
+	if err := x.Extend(ctx, id, rec.Ends.Std()); err != nil {
+		s.log.Warn("extend the lease's instance; trying again", "lease", id, "ends", rec.Ends, "err", err)
+		return fmt.Errorf("lease %s: extend: %w", id, err)
+	}
+	return nil
 }
 
 // headOf is the CID of a record's latest extension, or undefined.
@@ -491,7 +528,9 @@ func (s *Service) status(st *protocol.LeaseStatus) (byte, []byte) {
 func (s *Service) endSold(id cid.Cid, cause protocol.EndCause, detail string, endRaw []byte) (*record, error) {
 	now := s.clk.Now()
 	var out *record
+	ended := false
 	err := s.db.Update(func(t *store.Txn) error {
+		ended = false
 		rec, err := getRecord(t, RoleSeller, id)
 		if err != nil {
 			return err
@@ -500,6 +539,7 @@ func (s *Service) endSold(id cid.Cid, cause protocol.EndCause, detail string, en
 		if rec.State == protocol.StateEnded {
 			return nil
 		}
+		ended = true
 		rec.State, rec.Cause = protocol.StateEnded, cause
 		rec.Detail = detail
 		rec.End = endRaw
@@ -514,6 +554,9 @@ func (s *Service) endSold(id cid.Cid, cause protocol.EndCause, detail string, en
 		return t.Schedule(store.Job{Kind: JobTerminate, ID: id.String(), Data: []byte(cause)})
 	})
 	if err == nil {
+		if ended {
+			s.met.ended.WithLabelValues(string(cause)).Inc()
+		}
 		s.changed(RoleSeller, id)
 	}
 	return out, err

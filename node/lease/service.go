@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spotmesh/spotmesh/node/internal/gate"
 	"github.com/spotmesh/spotmesh/protocol"
@@ -44,6 +45,8 @@ type Deps struct {
 	// the lease ID. It must not block: it runs on the service's
 	// goroutines.
 	OnChange func(role Role, id cid.Cid)
+	// Registerer, if set, gets the service's Prometheus metrics.
+	Registerer prometheus.Registerer
 }
 
 // Service negotiates, stores and tracks the node's leases, as buyer and as
@@ -60,6 +63,7 @@ type Service struct {
 	lim    protocol.Limits
 	log    *slog.Logger
 	onChg  func(Role, cid.Cid)
+	met    *metrics
 
 	// The capacity owner's inputs (see capacity.go).
 	proposals  chan *proposalReq
@@ -123,6 +127,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg: cfg, db: d.DB, key: d.Key, self: self,
 		offers: d.Offers, prov: d.Provisioner, book: d.Book,
 		clk: d.Clock, lim: d.Limits, log: d.Logger.With("component", "lease"), onChg: d.OnChange,
+		met:        newMetrics(d.Registerer),
 		proposals:  make(chan *proposalReq, cfg.QueueDepth),
 		commitDone: make(chan commitResult, cfg.MaxCommits),
 		copies:     make(map[cid.Cid]offerCopy),
@@ -141,6 +146,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	d.Queue.Handle(JobTerminate, s.runTerminate)
 	d.Queue.Handle(JobSendEnd, s.runSendEnd)
 	d.Queue.Handle(JobForget, s.runForget)
+	d.Queue.Handle(JobExtend, s.runExtend)
 	return s, nil
 }
 
@@ -265,6 +271,7 @@ func (s *Service) handleStream(st network.Stream) {
 // reject signs a refusal of the request named subject. It returns nil
 // bytes (the stream is reset) only if signing fails.
 func (s *Service) reject(subject cid.Cid, reason protocol.Reason, detail string) (byte, []byte) {
+	s.met.answers.WithLabelValues("refused", string(reason)).Inc()
 	if len(detail) > protocol.MaxDetailLen {
 		detail = detail[:protocol.MaxDetailLen]
 	}

@@ -100,12 +100,12 @@ type Book struct {
 	log *slog.Logger
 
 	// mu guards ix and the fields from pending to stats.
-	mu      sync.RWMutex
-	ix      indexes
+	mu sync.RWMutex
+	ix indexes
 	// copies names the offer of every unexpired copy this book held, the
 	// current ones and those they replaced, so that a buyer may name the
 	// copy it saw (a proposal may name any unexpired version).
-	copies map[cid.Cid]copyRef
+	copies  map[cid.Cid]copyRef
 	pending map[protocol.OfferID]pendingOp // changes not yet persisted
 	spare   map[protocol.OfferID]pendingOp // the next pending map, empty
 	subs    map[*subscriber]struct{}
