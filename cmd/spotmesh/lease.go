@@ -190,6 +190,7 @@ func cmdLeaseNew(ctx context.Context, c *cli, args []string) error {
 		if ls, err = waitRunning(ctx, c, ls); err != nil {
 			return err
 		}
+		ls.Attempts = attempts // the lease as it runs now, and how it was found
 	}
 	if c.json {
 		return c.printJSON(ls)

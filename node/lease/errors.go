@@ -62,7 +62,7 @@ func (e *RejectedError) Error() string {
 	}
 	s := fmt.Sprintf("%s refused: %s", who, e.Reason.Words())
 	if e.Local {
-		s = fmt.Sprintf("%s skipped: %s", who, e.Reason.Words())
+		s = fmt.Sprintf("%s refused by its published terms (not asked): %s", who, e.Reason.Words())
 	}
 	if e.Detail != "" {
 		s += ": " + e.Detail
