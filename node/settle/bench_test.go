@@ -219,7 +219,6 @@ func BenchmarkSettle10k(b *testing.B) {
 // (benchmarks drive the receipts themselves).
 func (e *env) dealQuiet(seller, buyer *party, tm terms) cid.Cid {
 	e.t.Helper()
-	now := e.clk.Now()
 	nonce := make([]byte, protocol.NonceSize)
 	_, _ = rand.Read(nonce)
 	p := protocol.LeaseProposal{
@@ -239,7 +238,6 @@ func (e *env) dealQuiet(seller, buyer *party, tm terms) cid.Cid {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	_ = now
 	id := protocol.CIDOf(raw)
 	for _, side := range []struct {
 		p    *party

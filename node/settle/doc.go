@@ -27,6 +27,13 @@
 // /spotmesh/settle/1.0.0; the buyer countersigns it when it matches its
 // own chain (settled) or its disputes (disputed), and both store it.
 //
+// Each lease's billing changes under its own lock. The buyer keeps its
+// billing state, head receipt and lease of each open lease in memory
+// (dropped when the lease changes), and one committer writes the answers
+// of many leases in one synced transaction, since badger applies commits
+// one after the other: a receipt costs the buyer two signature operations
+// and a share of an fsync.
+//
 // The ledger (balances and monthly invoices) is derived on every read
 // from the settlements and acknowledged receipts: there is no separate
 // balance that could drift.
