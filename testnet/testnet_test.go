@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -365,18 +364,4 @@ func forge(t *testing.T, o *protocol.Offer, key crypto.PrivKey) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func TestDemoOnce(t *testing.T) {
-	var out strings.Builder
-	cfg := testnet.DefaultDemoConfig(t.TempDir())
-	cfg.Once = true
-	if err := testnet.Demo(context.Background(), cfg, &out); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"Every buyer's book holds all 6 offers", "0.018USD/h", "Done"} {
-		if !strings.Contains(out.String(), want) {
-			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
-		}
-	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spotmesh/spotmesh/node"
 	"github.com/spotmesh/spotmesh/node/api"
+	"github.com/spotmesh/spotmesh/testnet/procnet"
 )
 
 // Exit codes that scripts can trust.
@@ -110,9 +111,10 @@ func verbs() []verb {
 		{"backup", "-o FILE", "write a backup of the running node: its database, config and private key", cmdBackup},
 		{"restore", "FILE", "make a new home (--home, absent or empty) from a backup: the same node again", cmdRestore},
 		{"version", "", "show the build's version", cmdVersion},
-		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local nodes and show a buyer's book", cmdDemo},
+		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local daemons through a whole lease: offer, lease, instance, receipts, settlement", cmdDemo},
 
-		{"testnet", "up|status|kill|start|logs|down --dir DIR ...", "boot a test network of daemons on loopback, kill and start its nodes, stop it", testnetGroup.run},
+		{"testnet", "up|status|scenario|kill|start|logs|down --dir DIR ...", "boot a test network of daemons on loopback, run the market's cycle on it, kill and start its nodes, stop it", testnetGroup.run},
+		{procnet.EchoVerb, "", "serve HTTP on $PORT: the appliance of 'testnet scenario' (not listed)", cmdEcho},
 
 		// Verbs written in other files of this package are dispatched
 		// here: add one line each.
@@ -255,7 +257,12 @@ const globalHelp = `global flags (before or after the verb):
 
 func (c *cli) usage(w io.Writer) {
 	fmt.Fprint(w, "spotmesh: a peer-to-peer market for spare cloud capacity\n\nusage: spotmesh [global flags] VERB [flags] [args]\n\nverbs:\n")
-	vs := verbs()
+	var vs []verb
+	for _, v := range verbs() {
+		if !strings.HasPrefix(v.name, "_") { // hidden, like _echo
+			vs = append(vs, v)
+		}
+	}
 	width := 0
 	for _, v := range vs {
 		width = max(width, len(v.name))

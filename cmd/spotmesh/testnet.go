@@ -35,6 +35,9 @@ var testnetGroup = group{
 		case "down":
 			f, _ := testnetDownFlags()
 			return f
+		case "scenario":
+			f, _ := testnetScenarioFlags()
+			return f
 		}
 		f := newFlags("testnet " + sub)
 		testnetDir(f)
@@ -44,7 +47,7 @@ var testnetGroup = group{
 		"(every node's PID, API and peer ID) and a home per node with its daemon.log. kill, start and\n" +
 		"down signal only the PIDs recorded there, after checking each still runs that binary with\n" +
 		"that node's home. Point the CLI at a node with --home <dir>/<name>.\n" +
-		"Run 'spotmesh help testnet up' (or start, logs, down) for its flags.\n",
+		"Run 'spotmesh help testnet up' (or scenario, start, logs, down) for its flags.\n",
 }
 
 func testnetVerbs() []verb {
@@ -52,6 +55,8 @@ func testnetVerbs() []verb {
 		{"up", "--dir DIR [--sellers N] [--buyers N] [--offers N] [--timeout 1m]",
 			"boot daemons on loopback (a boot node, sellers with offers, buyers) and wait until every book holds every offer", cmdTestnetUp},
 		{"status", "--dir DIR", "show each node (alive or dead) and its peers, book, offers, leases and memory", cmdTestnetStatus},
+		{"scenario", "--dir DIR [--lease 1m] [--receipts N] [--fault kill-seller] [--timeout 2m]",
+			"run the market's whole cycle: offers, every buyer's best lease, instance, receipts, end, settlement; report each step's time and fail if a check fails", cmdTestnetScenario},
 		{"kill", "--dir DIR NAME", "kill -9 one node's daemon: a crash, for tests of faults", cmdTestnetKill},
 		{"start", "--dir DIR NAME... | --all", "start stopped nodes again with the same home (key, config, database)", cmdTestnetStart},
 		{"logs", "--dir DIR NAME [-f] [-n N]", "print a node's daemon log; -f follows it", cmdTestnetLogs},
@@ -481,4 +486,167 @@ func cmdTestnetDown(ctx context.Context, c *cli, args []string) error {
 			counts[procnet.Stopped], counts[procnet.Killed], counts[procnet.NotRunning], counts[procnet.LeftAlone], net.Dir())
 	}
 	return err
+}
+
+type testnetScenario struct {
+	dir               *string
+	lease, interval   *time.Duration
+	receipts          *uint32
+	fault             *string
+	downtime, timeout *time.Duration
+}
+
+func testnetScenarioFlags() (*flags, *testnetScenario) {
+	f := newFlags("testnet scenario")
+	d := procnet.DefaultScenarioConfig()
+	return f, &testnetScenario{
+		dir:      testnetDir(f),
+		lease:    f.duration("lease", d.Lease, "each buyer's lease, a `duration` (default 1m); the buyer ends it after --receipts acknowledged receipts"),
+		interval: f.duration("receipt-interval", d.ReceiptInterval, "the receipt interval, a `duration`, of the offers the scenario publishes (default 1s)"),
+		receipts: f.uint32("receipts", uint32(d.Receipts), "how many receipts, a `count`, each buyer acknowledges before it ends its lease (default 3)"),
+		fault: f.str("fault", "", "a fault to inject: `kill-seller` kills the seller of buyer-1's lease mid-lease (SIGKILL) and starts it again after --downtime;\n"+
+			"the lease must still end settled or disputed, the same on both sides"),
+		downtime: f.duration("downtime", d.Downtime, "how long the killed seller stays down, a `duration` (default 2s)"),
+		timeout:  f.duration("timeout", d.Timeout, "how long the whole scenario may take, a `duration` (default 2m)"),
+	}
+}
+
+func cmdTestnetScenario(ctx context.Context, c *cli, args []string) error {
+	f, o := testnetScenarioFlags()
+	if err := parseNoArgs(f, args); err != nil {
+		return err
+	}
+	cfg := procnet.DefaultScenarioConfig()
+	cfg.Lease, cfg.ReceiptInterval, cfg.Receipts = *o.lease, *o.interval, int(*o.receipts)
+	cfg.Fault, cfg.Downtime, cfg.Timeout = *o.fault, *o.downtime, *o.timeout
+	if err := cfg.Validate(); err != nil {
+		return usageError{scenarioFlagWords(err)}
+	}
+	net, err := openTestnet(f, *o.dir)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	progress := c.stdout
+	if c.json {
+		progress = c.stderr
+	}
+	t0 := time.Now()
+	cfg.Progress = func(ev procnet.Event) {
+		fmt.Fprintf(progress, "%7s  %s\n", "+"+ev.At.Sub(t0).Round(100*time.Millisecond).String(), ev.Text)
+	}
+	rep, err := net.Scenario(ctx, cfg)
+	if rep == nil {
+		return err
+	}
+	if c.json {
+		if perr := c.printJSON(rep); perr != nil {
+			return perr
+		}
+	} else {
+		fmt.Fprintln(c.stdout)
+		if perr := printScenario(c.stdout, rep); perr != nil {
+			return perr
+		}
+	}
+	return err
+}
+
+// scenarioFlagWords puts a ScenarioConfig error in the flags' words.
+func scenarioFlagWords(err error) error {
+	s := strings.TrimPrefix(err.Error(), "scenario: ")
+	for field, flag := range map[string]string{"lease ": "--lease ", "receipt interval ": "--receipt-interval ", "receipts ": "--receipts ",
+		"fault ": "--fault ", "downtime ": "--downtime ", "timeout ": "--timeout "} {
+		if strings.HasPrefix(s, field) {
+			return errors.New(flag + strings.TrimPrefix(s, field))
+		}
+	}
+	return errors.New(s)
+}
+
+// printScenario prints a scenario's report: the steps' times, each lease,
+// and the checks that failed.
+func printScenario(w io.Writer, rep *procnet.Report) error {
+	failed := rep.Failed()
+	verdict := fmt.Sprintf("all %d checks passed", len(rep.Checks))
+	if len(failed) > 0 {
+		verdict = fmt.Sprintf("%d of %d checks FAILED", len(failed), len(rep.Checks))
+	}
+	fault := ""
+	if rep.Fault != "" {
+		fault = ", fault " + rep.Fault
+	}
+	fmt.Fprintf(w, "scenario on %s: %s, %s%s: %s in %s\n\n", rep.Dir, count(rep.Sellers, "seller"), count(rep.Buyers, "buyer"), fault, verdict, roundDuration(rep.Took.Std()))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tN\tMIN\tP50\tP99\tMAX\tRATE")
+	for _, s := range rep.Steps {
+		if s.N == 0 {
+			fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\n", s.Step)
+			continue
+		}
+		r := "-"
+		if s.Rate > 0 {
+			r = protocol.FormatSize(s.Rate) + "/s"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Step, s.N, roundDuration(s.Min.Std()), roundDuration(s.P50.Std()),
+			roundDuration(s.P99.Std()), roundDuration(s.Max.Std()), r)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rep.Leases) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BUYER\tSELLER\tLEASE\tPRICE\tREFUSED\tAPPLIANCE\tTRANSFER\tRUNNING AFTER\tRECEIPTS\tOWED\tSETTLEMENT")
+		for _, l := range rep.Leases {
+			dash := func(s string) string {
+				if s == "" {
+					return "-"
+				}
+				return s
+			}
+			xfer := "-"
+			if l.Transfer > 0 {
+				xfer = fmt.Sprintf("%s (%s/s)", roundDuration(l.Transfer.Std()), protocol.FormatSize(l.TransferRate))
+			}
+			running := "-"
+			if l.ToRunning > 0 {
+				running = roundDuration(l.ToRunning.Std())
+			}
+			receipts, owed := "-", "-"
+			if l.Settlement != "" {
+				receipts = fmt.Sprintf("%d (%d acked)", l.Receipts, l.Acked)
+				owed = protocol.FormatMicro(l.Total) + l.Currency
+			}
+			size := "-"
+			if l.ApplianceSize > 0 {
+				size = protocol.FormatSize(l.ApplianceSize)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Buyer, dash(l.Seller), dash(shortID(l.Lease)), dash(l.Price),
+				l.Refused, size, xfer, running, receipts, owed, dash(l.Settlement))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintln(w)
+		for _, ck := range failed {
+			node := ""
+			if ck.Node != "" {
+				node = ck.Node + ": "
+			}
+			fmt.Fprintf(w, "FAILED %s%s: %s\n", node, ck.Name, ck.Detail)
+		}
+	}
+	return nil
+}
+
+// count says "1 seller", "3 sellers".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -19,7 +19,7 @@ func TestTestnetUsageErrors(t *testing.T) {
 		args []string
 		says string
 	}{
-		{[]string{"testnet"}, "want a sub-verb: up, status, kill, start, logs or down"},
+		{[]string{"testnet"}, "want a sub-verb: up, status, scenario, kill, start, logs or down"},
 		{[]string{"testnet", "frob"}, `unknown sub-verb "frob"`},
 		{[]string{"testnet", "up"}, "--dir is required"},
 		{[]string{"testnet", "up", "--dir", dir, "--sellers", "0"}, "--sellers 0: want 1 to 64"},

@@ -22,7 +22,16 @@
 // fails the check is reported and left alone, so that procnet never
 // signals a process it did not start.
 //
-// The CLI's 'spotmesh testnet' verbs (cmd/spotmesh/testnet.go) call this
-// package. It is Linux-only: on other systems its operations return
-// ErrUnsupported.
+// Scenario runs the market's whole cycle on a testnet and reports each
+// step's time and its checks: offers published and propagated, every
+// buyer's appliance imported, its best lease granted, the appliance
+// transferred, the instance answering, receipts acknowledged, the lease
+// ended and settled identically on both sides, the instance stopped.
+// ScenarioConfig.Fault injects a fault (FaultKillSeller). The appliance is
+// the testnet's own binary in a bundle, run as its hidden verb _echo, so
+// the scenario needs no compiler and no network beyond loopback.
+//
+// The CLI's 'spotmesh testnet' verbs (cmd/spotmesh/testnet.go) and
+// 'spotmesh demo' call this package. It is Linux-only: on other systems
+// its operations return ErrUnsupported.
 package procnet
