@@ -21,8 +21,9 @@ const maxDepth = 32
 // node is what a walk needs of one block of an appliance DAG.
 type node struct {
 	links    []cid.Cid
-	data     uint64 // file bytes held in this block itself
-	declared uint64 // file size the block declares for its subtree
+	data     uint64   // file bytes held in this block itself
+	declared uint64   // file size the block declares for its subtree
+	sizes    []uint64 // file size under each link, as the block declares it
 }
 
 // checkCID refuses CIDs this package does not handle: codecs other than
@@ -67,7 +68,7 @@ func decode(b blocks.Block) (node, error) {
 	default:
 		return node{}, fmt.Errorf("%s is a UnixFS %s; an appliance is one file: %w", c, fs.Type(), ErrMalformed)
 	}
-	n := node{data: uint64(len(fs.Data())), declared: fs.FileSize()}
+	n := node{data: uint64(len(fs.Data())), declared: fs.FileSize(), sizes: fs.BlockSizes()}
 	if ls := pn.Links(); len(ls) > 0 {
 		n.links = make([]cid.Cid, len(ls))
 		for i, l := range ls {

@@ -11,7 +11,6 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
@@ -143,71 +142,6 @@ func (s *Service) serveDAG(ctx context.Context, st dagConn) error {
 	}
 }
 
-// streamSource pulls a run's blocks over one DAG stream. Requests go out
-// as the run asks; a reader goroutine takes the answers in the same order,
-// hashes each block and checks it against the CID asked for.
-type streamSource struct {
-	peer   peer.ID
-	st     network.Stream
-	bw     *bufio.Writer
-	expect chan cid.Cid // CIDs asked for and not answered yet, in order
-	run    *fetchRun
-}
-
-func (s *Service) openStreamSource(ctx context.Context, p peer.ID, r *fetchRun) (source, error) {
-	octx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-	defer cancel()
-	st, err := s.host.NewStream(octx, p, DAGProtocol)
-	if err != nil {
-		return nil, fmt.Errorf("open a DAG stream to %s: %w", p, err)
-	}
-	src := &streamSource{
-		peer:   p,
-		st:     st,
-		bw:     bufio.NewWriterSize(st, 4<<10),
-		expect: make(chan cid.Cid, maxWindowBlocks),
-		run:    r,
-	}
-	r.wg.Add(1)
-	go src.read()
-	return src, nil
-}
-
-func (ss *streamSource) String() string { return "DAG stream from " + ss.peer.String() }
-
-func (ss *streamSource) want(ctx context.Context, cs []cid.Cid) error {
-	var hdr [binary.MaxVarintLen64]byte
-	for _, c := range cs {
-		ss.expect <- c // never blocks: a run keeps at most maxWindowBlocks in flight
-		b := c.Bytes()
-		n := binary.PutUvarint(hdr[:], uint64(len(b)))
-		if _, err := ss.bw.Write(hdr[:n]); err != nil {
-			return fmt.Errorf("%s: send request: %w", ss, err)
-		}
-		if _, err := ss.bw.Write(b); err != nil {
-			return fmt.Errorf("%s: send request: %w", ss, err)
-		}
-	}
-	if err := ss.bw.Flush(); err != nil {
-		return fmt.Errorf("%s: send request: %w", ss, err)
-	}
-	return nil
-}
-
-func (ss *streamSource) read() {
-	r := ss.run
-	defer r.wg.Done()
-	br := bufio.NewReaderSize(ss.st, streamBufSize)
-	for c := range ss.expect {
-		b, err := ss.readOne(br, c)
-		if err != nil {
-			r.fail(err)
-			return
-		}
-		r.results <- b // never blocks: results has room for maxWindowBlocks
-	}
-}
-
 func (ss *streamSource) readOne(br *bufio.Reader, c cid.Cid) (blocks.Block, error) {
 	status, err := br.ReadByte()
 	if err != nil {
@@ -239,13 +173,4 @@ func (ss *streamSource) readOne(br *bufio.Reader, c cid.Cid) (blocks.Block, erro
 		return nil, fmt.Errorf("%s: the bytes sent for block %s hash to %s: %w", ss, c, got, ErrCorrupt)
 	}
 	return blocks.NewBlockWithCid(data, c)
-}
-
-func (ss *streamSource) close(ok bool) {
-	close(ss.expect)
-	if ok {
-		_ = ss.st.Close()
-		return
-	}
-	_ = ss.st.Reset()
 }

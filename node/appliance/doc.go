@@ -14,7 +14,8 @@
 //     libp2p host, so that every node that holds an appliance serves it to
 //     any IPFS peer; and the spotmesh DAG stream protocol
 //     (/spotmesh/dag/1.0.0, see docs/protocol/appliances.md) that pulls a whole DAG from one
-//     peer over one stream, verified block by block,
+//     peer over one stream, verified block by block, and takes shares of
+//     it from connected peers fetching the same appliance at once,
 //   - fetching by CID with integrity checks, a size limit counted on the
 //     bytes that really arrive, bounded waits and resumption,
 //   - pins with reasons (add, get, a lease) and garbage collection,

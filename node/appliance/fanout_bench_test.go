@@ -21,8 +21,10 @@ import (
 )
 
 // BenchmarkFanout: many sellers fetch the same appliance from one buyer at
-// once, by bitswap, while the buyer's upload is limited; the sellers are
-// all connected to each other and can serve each other what they hold.
+// once (by the default transport: DAG streams to the buyer and to each
+// other; APPLIANCE_FANOUT_TRANSPORT=bitswap for bitswap) while the buyer's
+// upload is limited; the sellers are all connected to each other and can
+// serve each other what they hold.
 //
 //	go test ./node/appliance -run '^$' -bench Fanout -benchtime 1x
 //	APPLIANCE_FANOUT_MIB=64 APPLIANCE_FANOUT_MBPS=20 go test ./node/appliance -run '^$' -bench Fanout -benchtime 1x
@@ -58,7 +60,10 @@ func BenchmarkFanout(b *testing.B) {
 	buyer := newNode(b, nodeOpts{host: bh, ds: badgerDS(b)})
 	info, sum := importPRNG(b, buyer.Service, 11, size)
 	via := peer.AddrInfo{ID: bh.ID(), Addrs: []ma.Multiaddr{proxy.addr}}
-	env := fanoutEnv{proxy: proxy, buyer: via, root: info.CID, size: size, sum: sum}
+	env := fanoutEnv{proxy: proxy, buyer: via, root: info.CID, size: size, sum: sum, transport: TransportAuto}
+	if os.Getenv("APPLIANCE_FANOUT_TRANSPORT") == "bitswap" {
+		env.transport = TransportBitswap
+	}
 
 	var alone, all fanoutResult
 	b.ResetTimer()
@@ -71,8 +76,8 @@ func BenchmarkFanout(b *testing.B) {
 	n := float64(b.N)
 	t1, t8 := alone.wall.Seconds()/n, all.wall.Seconds()/n
 	sz := float64(size) * n
-	fmt.Printf("%s: %d MiB, buyer upload %d MB/s (the link alone: %.1f s), %d rounds\n",
-		b.Name(), size>>20, mbps, float64(size)/rateBps, b.N)
+	fmt.Printf("%s: %d MiB, buyer upload %d MB/s (the link alone: %.1f s), transport %v, %d rounds\n",
+		b.Name(), size>>20, mbps, float64(size)/rateBps, env.transport, b.N)
 	fmt.Printf("  1 seller:   %6.1f s, %.2f copies left the buyer, %.2f cores\n",
 		t1, float64(alone.proxyBytes)/sz, alone.cpu.Seconds()/alone.wall.Seconds())
 	fmt.Printf("  %d sellers: %6.1f s (first done %.1f s, median %.1f s), %.2f copies left the buyer, %.2f served seller to seller, %.2f duplicates, %.2f cores\n",
@@ -96,6 +101,10 @@ type fanoutEnv struct {
 	root  cid.Cid
 	size  int64
 	sum   [32]byte
+	// transport of the sellers' fetches: the default (DAG streams to the
+	// buyer and to the other sellers), or bitswap with
+	// APPLIANCE_FANOUT_TRANSPORT=bitswap.
+	transport Transport
 }
 
 // fanoutResult sums the rounds of one variant.
@@ -170,7 +179,7 @@ func (e fanoutEnv) run(b *testing.B, n int) fanoutResult {
 			t0 := time.Now()
 			fctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 			defer cancel()
-			_, errs[i] = s.Fetch(fctx, e.root, FetchOptions{Peers: []peer.AddrInfo{e.buyer}, Transport: TransportBitswap})
+			_, errs[i] = s.Fetch(fctx, e.root, FetchOptions{Peers: []peer.AddrInfo{e.buyer}, Transport: e.transport})
 			took[i] = time.Since(t0)
 		}()
 	}
@@ -194,7 +203,7 @@ func (e fanoutEnv) run(b *testing.B, n int) fanoutResult {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res.peerBytes += int64(st.DataSent)
+		res.peerBytes += int64(st.DataSent) + int64(s.Stats().BytesServed)
 		res.dupBytes += int64(st.DupDataReceived)
 		if openSum(b, s.Service, e.root) != e.sum {
 			b.Fatalf("seller %d of %d: the fetched appliance differs from the buyer's", i, n)

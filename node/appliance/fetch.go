@@ -19,11 +19,14 @@ type Transport int
 const (
 	// TransportAuto pulls the DAG over the DAG stream protocol from the
 	// first named (or, with none, found) peer that speaks it, and falls
-	// back to bitswap for whatever is still missing.
+	// back to bitswap for whatever is still missing. Connected spotmesh
+	// peers help: when several nodes fetch the same appliance at once, each
+	// takes its own share of the blocks from the named peer and the rest
+	// from the others (see swarmSource), so the named peer sends about one
+	// copy, not one per fetcher.
 	TransportAuto Transport = iota
-	// TransportBitswap uses bitswap only: many sources at once, any IPFS
-	// node. Choose it when many nodes fetch the same appliance at once, so
-	// that they serve each other instead of all pulling from one peer.
+	// TransportBitswap uses bitswap only: any IPFS node, any number of
+	// sources, found by the want-haves bitswap broadcasts.
 	TransportBitswap
 	// TransportStream uses the DAG stream protocol only.
 	TransportStream
@@ -158,8 +161,9 @@ func (s *Service) fetchMissing(ctx context.Context, bswap exchangeSession, c cid
 	var failures []error
 	if s.cfg.Stream && opts.Transport != TransportBitswap {
 		for _, p := range connected {
-			err := s.runFetch(ctx, c, maxSize, opts.Progress, func(r *fetchRun) (source, error) {
-				return s.openStreamSource(ctx, p, r)
+			helpers := s.helpersFor(p, connected)
+			err := s.runFetch(ctx, c, maxSize, opts.Progress, startFraction(s.host.ID(), helpers), func(r *fetchRun) (source, error) {
+				return s.openSwarmSource(ctx, p, helpers, r)
 			})
 			if err == nil {
 				return nil
@@ -177,7 +181,11 @@ func (s *Service) fetchMissing(ctx context.Context, bswap exchangeSession, c cid
 			return errors.Join(failures...)
 		}
 	}
-	err := s.runFetch(ctx, c, maxSize, opts.Progress, func(r *fetchRun) (source, error) {
+	var start float64
+	if len(connected) > 0 {
+		start = startFraction(s.host.ID(), s.helpersFor(connected[0], connected))
+	}
+	err := s.runFetch(ctx, c, maxSize, opts.Progress, start, func(r *fetchRun) (source, error) {
 		return &bitswapSource{sess: bswap.NewSession(ctx), run: r}, nil
 	})
 	if err == nil {
@@ -291,6 +299,11 @@ type fetchRun struct {
 	maxSize  uint64 // file bytes
 	maxMeta  uint64 // bytes of dag-pb structure
 	progress func(done, total uint64)
+	// start is where in the file this fetch begins, as a fraction of its
+	// size (see firstLink); pos holds the file offset of the blocks
+	// queued and not here yet, by multihash.
+	start float64
+	pos   map[string]uint64
 
 	seen  map[string]struct{} // multihashes queued, so a repeated block is fetched once
 	queue []cid.Cid
@@ -310,7 +323,7 @@ type fetchRun struct {
 }
 
 // runFetch makes a run and drives it with the source newSource makes.
-func (s *Service) runFetch(ctx context.Context, root cid.Cid, maxSize uint64, progress func(done, total uint64), newSource func(*fetchRun) (source, error)) (err error) {
+func (s *Service) runFetch(ctx context.Context, root cid.Cid, maxSize uint64, progress func(done, total uint64), start float64, newSource func(*fetchRun) (source, error)) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &fetchRun{
 		s:        s,
@@ -322,6 +335,8 @@ func (s *Service) runFetch(ctx context.Context, root cid.Cid, maxSize uint64, pr
 		results:  make(chan blocks.Block, maxWindowBlocks),
 		largest:  1 << 20,
 		errc:     make(chan error, 1),
+		pos:      map[string]uint64{},
+		start:    start,
 	}
 	r.w = s.newWriter(ctx, s.wbstore, writeQueueBlocks)
 	src, err := newSource(r)
@@ -498,13 +513,66 @@ func (r *fetchRun) account(c cid.Cid, nd node, size int) error {
 	if r.meta > r.maxMeta {
 		return fmt.Errorf("received %d bytes of DAG structure, more than %d for a limit of %d: %w", r.meta, r.maxMeta, r.maxSize, ErrTooLarge)
 	}
-	for _, l := range nd.links {
-		r.push(l)
+	defer delete(r.pos, string(c.Hash()))
+	if n := len(nd.links); n > 0 {
+		off := r.firstLink(c, nd)
+		for i := range n {
+			r.push(nd.links[(off+i)%n])
+		}
 	}
 	if r.progress != nil {
 		r.progress(r.content, r.declared)
 	}
 	return nil
+}
+
+// firstLink is the index of the link of nd (the block c) to fetch first.
+// A fetch begins at a point of the file, r.start of the way in, and walks
+// on from there, wrapping around: nodes that fetch the same appliance at
+// once begin at points spread evenly over it, so that each soon holds
+// blocks the others lack and serves them. In the node whose range holds
+// that point, the walk starts at the link covering it; elsewhere at the
+// first link. It also records where each inner child begins.
+func (r *fetchRun) firstLink(c cid.Cid, nd node) int {
+	if len(nd.sizes) != len(nd.links) {
+		return 0 // not UnixFS-sized links: the plain order
+	}
+	base := r.pos[string(c.Hash())]
+	target := uint64(r.start * float64(r.declared))
+	first, at := 0, base+nd.data
+	for i, l := range nd.links {
+		if target >= at && target < at+nd.sizes[i] {
+			first = i
+		}
+		if _, ok := r.pos[string(l.Hash())]; !ok {
+			r.pos[string(l.Hash())] = at
+		}
+		at += nd.sizes[i]
+	}
+	return first
+}
+
+// position is where in the file the block c begins, as a fraction of
+// the file's size, if known.
+func (r *fetchRun) position(c cid.Cid) (float64, bool) {
+	at, ok := r.pos[string(c.Hash())]
+	if !ok || r.declared == 0 {
+		return 0, false
+	}
+	return float64(at) / float64(r.declared), true
+}
+
+// startFraction spreads the nodes that fetch at once over the file: this
+// node's rank among itself and the helpers (by peer ID) over their number.
+// With no helper it is 0: the file in order.
+func startFraction(self peer.ID, helpers []peer.ID) float64 {
+	rank := 0
+	for _, h := range helpers {
+		if h < self {
+			rank++
+		}
+	}
+	return float64(rank) / float64(len(helpers)+1)
 }
 
 // bitswapSource asks bitswap, in one session, for the blocks of a run.
