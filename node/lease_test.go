@@ -50,8 +50,11 @@ func TestLeaseRunsInstanceUntilExpiry(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := testnet.WaitFor(ctx, func() bool { return len(seller.Peers()) > 0 }); err != nil {
-		t.Fatal("buyer never connected to seller")
+	// Connected, and each in the other's gossip mesh, so that the offer
+	// published next reaches the buyer at once (a subscription still on
+	// its way would leave it to the next republish, minutes later).
+	if err := testnet.WaitFor(ctx, func() bool { return seller.MeshPeers() > 0 && buyer.MeshPeers() > 0 }); err != nil {
+		t.Fatal("buyer and seller never met in the offers topic's mesh")
 	}
 	const capacity = 2
 	st, err := seller.AddOffer(ctx, offers.Spec{
