@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -54,6 +55,11 @@ type Config struct {
 	Listen []string `toml:"listen"`
 	// API is the local REST API's host:port, on loopback. Port 0 picks one.
 	API string `toml:"api"`
+	// APIOffLoopback lets API be one IP address off loopback, such as the
+	// address of the network namespace that 'spotmesh testnet up --netns'
+	// runs the node in. The API has no TLS and only its token guards it:
+	// set it only for an address of a network inside this machine.
+	APIOffLoopback bool `toml:"api_off_loopback,omitempty"`
 	// Gateway is the local read-only HTTP gateway's host:port, on loopback,
 	// from which the seller's own cloud pulls appliances by CID.
 	Gateway string `toml:"gateway"`
@@ -75,6 +81,12 @@ type Config struct {
 	// REST contract of docs/driver-http.yaml (configured by HTTPDriver),
 	// "none" sells no instances (the node can still buy).
 	Driver string `toml:"driver"`
+	// InstanceHost is the IP address the process driver's instances
+	// listen on, and the host of the endpoints buyers reach them at; empty
+	// means 127.0.0.1, which only buyers on this machine reach. A testnet
+	// of network namespaces ('spotmesh testnet up --netns') sets it to the
+	// seller's namespace address.
+	InstanceHost string `toml:"instance_host,omitempty"`
 	// HTTPDriver configures the http driver: the [http_driver] table,
 	// read when Driver is "http". A config without it still loads.
 	HTTPDriver HTTPDriverConfig `toml:"http_driver,omitempty"`
@@ -168,6 +180,11 @@ func (c Config) Validate() error {
 	}
 	if time.Duration(c.OfferTTL) < time.Second || time.Duration(c.OfferTTL) > 24*time.Hour {
 		return fmt.Errorf("config: offer_ttl %v: want between 1s and 24h", time.Duration(c.OfferTTL))
+	}
+	if c.InstanceHost != "" {
+		if ip := net.ParseIP(c.InstanceHost); ip == nil || ip.IsUnspecified() || ip.IsMulticast() {
+			return fmt.Errorf("config: instance_host %q: want the one IP address buyers reach this machine's instances at, like 198.18.0.3, or leave it out for 127.0.0.1", c.InstanceHost)
+		}
 	}
 	switch c.Driver {
 	case DriverProcess, DriverNone:

@@ -237,6 +237,9 @@ func (n *Node) newLeases() error {
 		}
 		pcfg := process.DefaultConfig()
 		pcfg.Dir = dir
+		if n.cfg.InstanceHost != "" {
+			pcfg.BindHost = n.cfg.InstanceHost
+		}
 		d, err := process.New(pcfg, n.clk, n.log)
 		if err != nil {
 			return fmt.Errorf("process driver: %w (set driver = \"none\" in %s to sell no instances)", err, ConfigFile)
@@ -390,7 +393,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		n.api = api.New(api.Config{Addr: n.cfg.API, Token: tok, Logger: n.log}, n)
+		n.api = api.New(api.Config{Addr: n.cfg.API, OffLoopback: n.cfg.APIOffLoopback, Token: tok, Logger: n.log}, n)
 		if err := n.api.Start(ctx); err != nil {
 			return err
 		}

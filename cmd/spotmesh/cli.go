@@ -113,7 +113,7 @@ func verbs() []verb {
 		{"version", "", "show the build's version", cmdVersion},
 		{"demo", "[--once] [--sellers N] [--buyers N] [--dir DIR]", "run a small market of local daemons through a whole lease: offer, lease, instance, receipts, settlement", cmdDemo},
 
-		{"testnet", "up|status|scenario|kill|start|logs|down --dir DIR ...", "boot a test network of daemons on loopback, run the market's cycle on it, kill and start its nodes, stop it", testnetGroup.run},
+		{"testnet", "up|status|scenario|kill|start|logs|partition|heal|down --dir DIR ...", "boot a test network of daemons on loopback or in network namespaces, run the market's cycle on it, kill and start its nodes, cut them off, stop it", testnetGroup.run},
 		{procnet.EchoVerb, "", "serve HTTP on $PORT: the appliance of 'testnet scenario' (not listed)", cmdEcho},
 
 		// Verbs written in other files of this package are dispatched

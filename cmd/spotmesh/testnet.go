@@ -47,20 +47,24 @@ var testnetGroup = group{
 		"(every node's PID, API and peer ID) and a home per node with its daemon.log. kill, start and\n" +
 		"down signal only the PIDs recorded there, after checking each still runs that binary with\n" +
 		"that node's home. Point the CLI at a node with --home <dir>/<name>.\n" +
+		"With up --netns (Linux, as root) each node runs in a network namespace of its own, joined by a\n" +
+		"bridge: partition cuts nodes off, heal brings them back, down removes the namespaces and bridge.\n" +
 		"Run 'spotmesh help testnet up' (or scenario, start, logs, down) for its flags.\n",
 }
 
 func testnetVerbs() []verb {
 	return []verb{
-		{"up", "--dir DIR [--sellers N] [--buyers N] [--offers N] [--timeout 1m]",
-			"boot daemons on loopback (a boot node, sellers with offers, buyers) and wait until every book holds every offer", cmdTestnetUp},
+		{"up", "--dir DIR [--sellers N] [--buyers N] [--offers N] [--netns] [--timeout 1m]",
+			"boot daemons on loopback, or each in its own network namespace (a boot node, sellers with offers, buyers) and wait until every book holds every offer", cmdTestnetUp},
 		{"status", "--dir DIR", "show each node (alive or dead) and its peers, book, offers, leases and memory", cmdTestnetStatus},
 		{"scenario", "--dir DIR [--lease 1m] [--receipts N] [--fault kill-seller] [--timeout 2m]",
 			"run the market's whole cycle: offers, every buyer's best lease, instance, receipts, end, settlement; report each step's time and fail if a check fails", cmdTestnetScenario},
 		{"kill", "--dir DIR NAME", "kill -9 one node's daemon: a crash, for tests of faults", cmdTestnetKill},
 		{"start", "--dir DIR NAME... | --all", "start stopped nodes again with the same home (key, config, database)", cmdTestnetStart},
 		{"logs", "--dir DIR NAME [-f] [-n N]", "print a node's daemon log; -f follows it", cmdTestnetLogs},
-		{"down", "--dir DIR [--grace 10s]", "stop the daemons the testnet started (SIGTERM, then SIGKILL); keeps homes and logs", cmdTestnetDown},
+		{"partition", "--dir DIR NAME...", "cut nodes off from the rest (a testnet up with --netns): they reach each other and this host, not the other nodes", cmdTestnetPartition},
+		{"heal", "--dir DIR [NAME...]", "bring nodes cut off back (every one, without names)", cmdTestnetHeal},
+		{"down", "--dir DIR [--grace 10s]", "stop the daemons the testnet started (SIGTERM, then SIGKILL) and remove the namespaces it made; keeps homes and logs", cmdTestnetDown},
 	}
 }
 
@@ -93,6 +97,7 @@ type testnetUp struct {
 	dir                     *string
 	sellers, buyers, offers *uint32
 	timeout                 *time.Duration
+	netns                   *bool
 }
 
 func testnetUpFlags() (*flags, *testnetUp) {
@@ -103,6 +108,7 @@ func testnetUpFlags() (*flags, *testnetUp) {
 		buyers:  f.uint32("buyers", 1, fmt.Sprintf("number of buyers, a `count`: 1 to %d, and %d nodes in all (default 1)", procnet.MaxNodes, procnet.MaxNodes)),
 		offers:  f.uint32("offers", 2, fmt.Sprintf("offers each seller publishes, a `count`: 1 to %d (default 2)", procnet.MaxOffersPerSeller)),
 		timeout: f.duration("timeout", time.Minute, "how long to wait, a `duration`, for the nodes to start and the offers to reach every book (default 1m)"),
+		netns:   netnsFlag(f),
 	}
 }
 
@@ -131,6 +137,7 @@ func cmdTestnetUp(ctx context.Context, c *cli, args []string) error {
 	defer stop()
 	cfg := procnet.DefaultConfig(*o.dir)
 	cfg.Sellers, cfg.Buyers, cfg.OffersPerSeller, cfg.Timeout = int(s), int(b), int(*o.offers), *o.timeout
+	cfg.Netns = netnsOrLoopback(c, *o.netns)
 	if c.logLevelSet {
 		cfg.LogLevel = c.logLevel
 	}
@@ -161,10 +168,12 @@ func cmdTestnetUp(ctx context.Context, c *cli, args []string) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	printNetwork(c.stdout, m)
 	dir := *o.dir
 	fmt.Fprintf(c.stdout, "\nstatus:  spotmesh testnet status --dir %s\n", dir)
 	fmt.Fprintf(c.stdout, "a node:  spotmesh --home %s book\n", filepath.Join(dir, m.Nodes[len(m.Nodes)-1].Name))
 	fmt.Fprintf(c.stdout, "logs:    spotmesh testnet logs --dir %s %s\n", dir, m.Nodes[1].Name)
+	printNetnsHints(c.stdout, m, dir)
 	fmt.Fprintf(c.stdout, "stop:    spotmesh testnet down --dir %s\n", dir)
 	return nil
 }
@@ -175,6 +184,9 @@ type testnetStatus struct {
 	// Offers are the offers the sellers published at up.
 	Offers []procnet.Offer      `json:"offers"`
 	Nodes  []procnet.NodeStatus `json:"nodes"`
+	// Network is the network of namespaces of a testnet up with --netns,
+	// with its partitions.
+	Network *procnet.Network `json:"network,omitempty"`
 }
 
 func cmdTestnetStatus(ctx context.Context, c *cli, args []string) error {
@@ -190,7 +202,7 @@ func cmdTestnetStatus(ctx context.Context, c *cli, args []string) error {
 	m := net.Manifest()
 	st := net.Status(ctx)
 	if c.json {
-		return c.printJSON(testnetStatus{Dir: m.Dir, Offers: orEmpty(m.Offers), Nodes: st})
+		return c.printJSON(testnetStatus{Dir: m.Dir, Offers: orEmpty(m.Offers), Nodes: st, Network: m.Network})
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tROLE\tALIVE\tPID\tPEERS\tBOOK\tMISSING\tOFFERS\tLEASES\tRSS\tAPI\tNOTE")
@@ -215,6 +227,7 @@ func cmdTestnetStatus(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "\n%d of %d nodes alive; %d of them hold all %d offers published at up.\n", alive, len(st), complete, len(m.Offers))
+	printPartitions(c.stdout, m)
 	return nil
 }
 
@@ -460,6 +473,7 @@ func cmdTestnetDown(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	before := net.Manifest()
 	res, err := net.Down(ctx, *o.grace)
 	if c.json {
 		if perr := c.printJSON(testnetDownResult{Dir: net.Dir(), Nodes: orEmpty(res)}); perr != nil {
@@ -482,8 +496,12 @@ func cmdTestnetDown(ctx context.Context, c *cli, args []string) error {
 		if err := w.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "\n%d stopped, %d killed, %d not running, %d left alone; homes and logs stay in %s\n",
-			counts[procnet.Stopped], counts[procnet.Killed], counts[procnet.NotRunning], counts[procnet.LeftAlone], net.Dir())
+		note := ""
+		if err == nil {
+			note = downNetworkNote(before)
+		}
+		fmt.Fprintf(c.stdout, "\n%d stopped, %d killed, %d not running, %d left alone; homes and logs stay in %s%s\n",
+			counts[procnet.Stopped], counts[procnet.Killed], counts[procnet.NotRunning], counts[procnet.LeftAlone], net.Dir(), note)
 	}
 	return err
 }

@@ -19,7 +19,7 @@ func TestTestnetUsageErrors(t *testing.T) {
 		args []string
 		says string
 	}{
-		{[]string{"testnet"}, "want a sub-verb: up, status, scenario, kill, start, logs or down"},
+		{[]string{"testnet"}, "want a sub-verb: up, status, scenario, kill, start, logs, partition, heal or down"},
 		{[]string{"testnet", "frob"}, `unknown sub-verb "frob"`},
 		{[]string{"testnet", "up"}, "--dir is required"},
 		{[]string{"testnet", "up", "--dir", dir, "--sellers", "0"}, "--sellers 0: want 1 to 64"},
@@ -37,6 +37,9 @@ func TestTestnetUsageErrors(t *testing.T) {
 		{[]string{"testnet", "start", "--dir", dir}, "want node names, like seller-3, or --all"},
 		{[]string{"testnet", "start", "--dir", dir, "--all", "seller-1"}, "(not both)"},
 		{[]string{"testnet", "down", "--dir", dir, "--grace", "soon"}, `--grace "soon"`},
+		{[]string{"testnet", "partition", "--dir", dir}, "want the names of the nodes to cut off"},
+		{[]string{"testnet", "partition", "seller-1"}, "--dir is required"},
+		{[]string{"testnet", "heal"}, "--dir is required"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			got := spotmesh(t, nil, tc.args...)

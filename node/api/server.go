@@ -18,9 +18,15 @@ import (
 
 // Config configures a Server.
 type Config struct {
-	// Addr is the host:port to listen on. It must be on loopback; port 0
-	// picks a free one (see Server.Addr).
+	// Addr is the host:port to listen on. It must be on loopback, unless
+	// OffLoopback; port 0 picks a free one (see Server.Addr).
 	Addr string
+	// OffLoopback lets Addr be one IP address off loopback (never 0.0.0.0
+	// or ::, never a name), such as that of the network namespace a
+	// testnet node runs in ('spotmesh testnet up --netns'). The API has no
+	// TLS and only its token guards it: it is for an address of a network
+	// inside this machine.
+	OffLoopback bool
 	// Token is the bearer token every route but GET /healthz requires.
 	Token string
 	// Logger receives one debug line per request and errors; nil discards.
@@ -50,7 +56,11 @@ func DefaultConfig() Config {
 
 // Validate names the first bad field.
 func (c Config) Validate() error {
-	if err := CheckLoopback(c.Addr); err != nil {
+	check := CheckLoopback
+	if c.OffLoopback {
+		check = checkOneIP
+	}
+	if err := check(c.Addr); err != nil {
 		return fmt.Errorf("api config: addr: %w", err)
 	}
 	if len(c.Token) < 16 {
@@ -79,6 +89,21 @@ func CheckLoopback(addr string) error {
 		return nil
 	}
 	return fmt.Errorf("%q is not on loopback: the API has no TLS and serves only this machine; use 127.0.0.1:<port>", addr)
+}
+
+// checkOneIP checks that addr is a host:port whose host is one IP
+// address: not a name, not unspecified (0.0.0.0, ::, every interface),
+// not multicast.
+func checkOneIP(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return fmt.Errorf("%q: want ip:port, like 198.18.0.2:5001", addr)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() || ip.IsMulticast() {
+		return fmt.Errorf("%q: want one IP address of this machine, not a name or every interface: the API has no TLS", addr)
+	}
+	return nil
 }
 
 // Route is one route of the API.
@@ -215,7 +240,8 @@ func New(cfg Config, b Backend) *Server {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Start listens on the configured address and serves until Close. It
-// refuses an address off loopback.
+// refuses an address off loopback unless the config's OffLoopback allows
+// one.
 func (s *Server) Start(ctx context.Context) error {
 	cfg := s.cfg
 	if err := cfg.Validate(); err != nil {

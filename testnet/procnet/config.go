@@ -74,6 +74,11 @@ type Config struct {
 	Timeout time.Duration
 	// Logger receives Up's progress (nil: discarded).
 	Logger *slog.Logger
+	// Netns runs each node in a network namespace of its own, joined by a
+	// bridge, as if each were a host, so that Partition can cut nodes off
+	// (see netns.go). It needs Linux, root and the ip command: Up fails
+	// with ErrNetnsUnavailable without them (CheckNetns tells first).
+	Netns bool
 }
 
 // DefaultConfig is a testnet of 3 sellers with 2 offers each and 1 buyer

@@ -23,8 +23,14 @@ const (
 )
 
 // ManifestVersion is the version of testnet.json this package writes and
-// reads.
-const ManifestVersion = 1
+// reads. A testnet on loopback is written as version 1, which older
+// spotmesh binaries read too; one of network namespaces (Network set) as
+// version 2, so that a binary that knows nothing of its namespaces refuses
+// it rather than leave them behind.
+const ManifestVersion = 2
+
+// manifestVersionLoopback is the version of a testnet without Network.
+const manifestVersionLoopback = 1
 
 // Manifest is testnet.json: what Up started, for every later operation.
 type Manifest struct {
@@ -37,6 +43,9 @@ type Manifest struct {
 	Nodes   []Node    `json:"nodes"`
 	// Offers are the offers the sellers published at Up.
 	Offers []Offer `json:"offers"`
+	// Network is the testnet's network of namespaces; nil when its nodes
+	// run on loopback.
+	Network *Network `json:"network,omitempty"`
 }
 
 // Node is one node of a testnet, as last started.
@@ -50,13 +59,20 @@ type Node struct {
 	// name one process across PID reuse.
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"`
-	// APIAddr is the daemon's REST API, host:port on loopback.
+	// APIAddr is the daemon's REST API, host:port on loopback (or on IP,
+	// in a network namespace).
 	APIAddr string  `json:"api_addr"`
 	PeerID  peer.ID `json:"peer_id,omitempty"`
 	// Addrs are its p2p multiaddrs, each ending in /p2p/<peer id>.
 	Addrs []string `json:"addrs"`
 	// Started is when this process was started.
 	Started time.Time `json:"started"`
+	// Netns is the network namespace the daemon runs in, Veth the host's
+	// end of its link to the testnet's bridge, and IP its address there;
+	// all empty on loopback.
+	Netns string `json:"netns,omitempty"`
+	Veth  string `json:"veth,omitempty"`
+	IP    string `json:"ip,omitempty"`
 }
 
 // Offer is one offer a seller published at Up.
@@ -83,8 +99,8 @@ func readManifest(dir string) (Manifest, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return m, fmt.Errorf("%s: damaged: %w", path, err)
 	}
-	if m.Version != ManifestVersion {
-		return m, fmt.Errorf("%s: version %d: this spotmesh knows version %d", path, m.Version, ManifestVersion)
+	if m.Version < manifestVersionLoopback || m.Version > ManifestVersion {
+		return m, fmt.Errorf("%s: version %d: this spotmesh knows versions %d to %d", path, m.Version, manifestVersionLoopback, ManifestVersion)
 	}
 	return m, nil
 }
@@ -92,6 +108,10 @@ func readManifest(dir string) (Manifest, error) {
 // writeManifest writes m to <m.Dir>/testnet.json through a temporary
 // file and a rename, so a reader never sees half of it.
 func writeManifest(m Manifest) error {
+	m.Version = manifestVersionLoopback
+	if m.Network != nil {
+		m.Version = ManifestVersion
+	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err

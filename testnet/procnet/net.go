@@ -9,7 +9,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -57,6 +59,14 @@ func (n *Net) Manifest() Manifest {
 	m := n.m
 	m.Nodes = append([]Node(nil), n.m.Nodes...)
 	m.Offers = append([]Offer(nil), n.m.Offers...)
+	if n.m.Network != nil {
+		nw := *n.m.Network
+		nw.Partitions = make([]Partition, len(n.m.Network.Partitions))
+		for i, p := range n.m.Network.Partitions {
+			nw.Partitions[i] = Partition{Bridge: p.Bridge, Nodes: append([]string(nil), p.Nodes...)}
+		}
+		m.Network = &nw
+	}
 	return m
 }
 
@@ -115,6 +125,11 @@ func Up(ctx context.Context, cfg Config) (_ *Net, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Netns {
+		if err := CheckNetns(); err != nil {
+			return nil, err
+		}
+	}
 	// Refuse a directory in use before writing anything into it; again
 	// under the lock, against a racing up.
 	if _, err := os.Stat(dir); err == nil {
@@ -161,6 +176,9 @@ func Up(ctx context.Context, cfg Config) (_ *Net, err error) {
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 			defer scancel()
 			n.stop(sctx, n.Manifest(), 5*time.Second)
+			if nerr := n.dropNetwork(sctx); nerr != nil {
+				err = fmt.Errorf("%w\n(and its network: %v)", err, nerr)
+			}
 			if errors.Is(err, context.Canceled) {
 				err = fmt.Errorf("interrupted before the testnet was ready: %w", context.Canceled)
 			}
@@ -168,10 +186,18 @@ func Up(ctx context.Context, cfg Config) (_ *Net, err error) {
 		}
 	}()
 	t0 := time.Now()
+	if cfg.Netns {
+		if err := n.setupNetwork(ctx, true); err != nil {
+			return nil, err
+		}
+		nw := n.Manifest().Network
+		log.Info("network up", "bridge", nw.Bridge, "subnet", nw.Subnet, "took", time.Since(t0))
+	}
 
 	// The boot node first: everyone's bootstrap peer. Its p2p port is
 	// then pinned in its config, so that a restarted boot node is found at
 	// the address the others know.
+	m = n.Manifest()
 	boot := m.Nodes[0]
 	if _, err := node.Init(nodeConfig(boot, nil, cfg.LogLevel)); err != nil {
 		return nil, fmt.Errorf("%s: %w", boot.Name, err)
@@ -248,12 +274,20 @@ func Up(ctx context.Context, cfg Config) (_ *Net, err error) {
 }
 
 // nodeConfig is a testnet node's config: loopback TCP and API on free
-// ports, the DHT in server mode, the process driver for sellers only.
+// ports (in a namespace, TCP, API and instances on its address, which the
+// other nodes and the host reach; the gateway on its loopback), the DHT
+// in server mode, the process driver for sellers only.
 func nodeConfig(nd Node, bootstrap []string, logLevel string) node.Config {
 	c := node.DefaultConfig()
 	c.Home = nd.Home
 	c.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	c.API = "127.0.0.1:0"
+	if nd.IP != "" {
+		c.Listen = []string{"/ip4/" + nd.IP + "/tcp/0"}
+		c.API = net.JoinHostPort(nd.IP, "0")
+		c.APIOffLoopback = true
+		c.InstanceHost = nd.IP
+	}
 	c.Gateway = "127.0.0.1:0"
 	c.Bootstrap = bootstrap
 	c.DHTMode = "server"
@@ -386,15 +420,44 @@ func (n *Net) spawn(i int) error {
 		fmt.Fprintf(f, "--- spotmesh testnet: starting %s at %s\n", nd.Name, time.Now().UTC().Format(time.RFC3339))
 		f.Close()
 	}
-	pid, start, err := spawn(m.Binary, []string{"run", "--home", nd.Home}, nd.Home, logPath, os.Environ())
+	bin, args := m.Binary, []string{"run", "--home", nd.Home}
+	if nd.Netns != "" {
+		// ip execs the daemon in place: the PID is the daemon's.
+		ip, err := exec.LookPath("ip")
+		if err != nil {
+			return fmt.Errorf("%s: %w: no ip command on $PATH to start it in namespace %s", nd.Name, ErrNetnsUnavailable, nd.Netns)
+		}
+		bin, args = ip, append([]string{"netns", "exec", nd.Netns, m.Binary}, args...)
+	}
+	pid, start, err := spawn(bin, args, nd.Home, logPath, os.Environ())
 	if err != nil {
 		return fmt.Errorf("%s: start %s: %w", nd.Name, m.Binary, err)
+	}
+	if nd.Netns != "" {
+		waitExec(pid, bin)
 	}
 	n.log.Debug("started", "node", nd.Name, "pid", pid)
 	return n.update(i, func(x *Node) {
 		x.PID, x.StartTime, x.Started = pid, start, time.Now().UTC()
 		x.APIAddr, x.PeerID, x.Addrs = "", "", nil
 	})
+}
+
+// waitExec waits, up to a few seconds, until pid runs something else
+// than launcher (ip, which execs the daemon once it is in its namespace),
+// or has ended: during the exec its command line reads empty, as an
+// exiting process's does, and a probe would take it for gone.
+func waitExec(pid int, launcher string) {
+	prefix := []byte(launcher + "\x00")
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		st, err := readStat(pid)
+		if err != nil || st.ended() {
+			return
+		}
+		if cl, err := readCmdline(pid); err != nil || len(cl) > 0 && !bytes.HasPrefix(cl, prefix) {
+			return
+		}
+	}
 }
 
 // waitReady waits until node i's daemon has written its addresses and its

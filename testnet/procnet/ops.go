@@ -31,6 +31,12 @@ func (n *Net) Start(ctx context.Context, name string) (Node, error) {
 	if st, _ := probe(m.Binary, nd); st == procOurs {
 		return nd, fmt.Errorf("%s: %w (pid %d): kill it first with 'spotmesh testnet kill --dir %s %s'", name, ErrAlreadyRunning, nd.PID, m.Dir, name)
 	}
+	if m.Network != nil {
+		// After a down, or a crash: the namespace and links again.
+		if err := n.setupNetwork(ctx, false); err != nil {
+			return Node{}, fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	if err := n.spawn(i); err != nil {
 		return Node{}, err
 	}
@@ -142,7 +148,9 @@ type StopResult struct {
 
 // Down stops every node's daemon that runs: SIGTERM, up to grace for
 // them to end, then SIGKILL. It leaves the directory (homes, logs,
-// manifest) as it is, and fails when a process would not stop.
+// manifest) as it is, and fails when a process would not stop. A testnet
+// of network namespaces then loses its namespaces, links and bridges
+// (Start makes them again).
 func (n *Net) Down(ctx context.Context, grace time.Duration) ([]StopResult, error) {
 	unlock, err := n.lock()
 	if err != nil {
@@ -158,6 +166,11 @@ func (n *Net) Down(ctx context.Context, grace time.Duration) ([]StopResult, erro
 	}
 	if len(bad) > 0 {
 		return res, fmt.Errorf("could not stop %s", strings.Join(bad, ", "))
+	}
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := n.dropNetwork(nctx); err != nil {
+		return res, fmt.Errorf("remove the testnet's network: %w", err)
 	}
 	return res, nil
 }

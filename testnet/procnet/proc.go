@@ -3,6 +3,7 @@ package procnet
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strconv"
 )
 
@@ -40,9 +41,13 @@ func parseStat(pid int, b []byte) (procStat, error) {
 // runs reports whether a command line (NUL-separated, as
 // /proc/<pid>/cmdline holds it) runs bin with --home home: bin is one of
 // the arguments (the first, or the second under an interpreter) and
-// "--home", home follow it.
+// "--home", home follow it. 'ip netns exec <ns>' may stand before it: ip
+// runs so until it execs the daemon in place.
 func runs(cmdline []byte, bin, home string) bool {
 	args := bytes.Split(bytes.TrimRight(cmdline, "\x00"), []byte{0})
+	if len(args) > 4 && filepath.Base(string(args[0])) == "ip" && string(args[1]) == "netns" && string(args[2]) == "exec" {
+		args = args[4:]
+	}
 	at := -1
 	for i, a := range args {
 		if i > 1 {
