@@ -523,8 +523,9 @@ func testnetScenarioFlags() (*flags, *testnetScenario) {
 		interval: f.duration("receipt-interval", d.ReceiptInterval, "the receipt interval, a `duration`, of the offers the scenario publishes (default 1s)"),
 		receipts: f.uint32("receipts", uint32(d.Receipts), "how many receipts, a `count`, each buyer acknowledges before it ends its lease (default 3)"),
 		fault: f.str("fault", "", "a fault to inject: `kill-seller` kills the seller of buyer-1's lease mid-lease (SIGKILL) and starts it again after --downtime;\n"+
+			"partition-seller (a --netns testnet) cuts that seller off for --downtime, then heals;\n"+
 			"the lease must still end settled or disputed, the same on both sides"),
-		downtime: f.duration("downtime", d.Downtime, "how long the killed seller stays down, a `duration` (default 2s)"),
+		downtime: f.duration("downtime", d.Downtime, "how long the fault lasts: the seller down or cut off, a `duration` (default 2s)"),
 		timeout:  f.duration("timeout", d.Timeout, "how long the whole scenario may take, a `duration` (default 2m)"),
 	}
 }

@@ -25,6 +25,13 @@ const (
 	// catches up on the receipts it owes. The lease must still end settled
 	// or disputed, the same on both sides: never lost.
 	FaultKillSeller = "kill-seller"
+	// FaultPartitionSeller cuts the seller of the first buyer's lease off
+	// from every other node (testnet partition) after its first
+	// acknowledged receipt, for Downtime, then heals: the lease must end
+	// settled, or disputed as the rules say (the buyer's probes may find
+	// the instance unreachable), the same on both sides. It needs a
+	// testnet made with --netns.
+	FaultPartitionSeller = "partition-seller"
 )
 
 // ScenarioProfile is the hardware profile of the offers a scenario
@@ -84,8 +91,8 @@ func (c ScenarioConfig) Validate() error {
 		return fmt.Errorf("scenario: receipt interval %v: want 100ms up to the lease's length (%v)", c.ReceiptInterval, c.Lease)
 	case c.Receipts < 1:
 		return fmt.Errorf("scenario: receipts %d: want at least 1", c.Receipts)
-	case c.Fault != "" && c.Fault != FaultKillSeller:
-		return fmt.Errorf("scenario: fault %q: want %q or none", c.Fault, FaultKillSeller)
+	case c.Fault != "" && c.Fault != FaultKillSeller && c.Fault != FaultPartitionSeller:
+		return fmt.Errorf("scenario: fault %q: want %q, %q (a --netns testnet) or none", c.Fault, FaultKillSeller, FaultPartitionSeller)
 	case c.Fault != "" && (c.Downtime <= 0 || c.Downtime > 10*time.Minute):
 		return fmt.Errorf("scenario: downtime %v: want a positive duration up to 10m", c.Downtime)
 	case c.Timeout <= 0:

@@ -146,6 +146,12 @@ func (r *run) buyer(ctx context.Context, i int, l *LeaseReport) {
 			return
 		}
 	}
+	if r.cfg.Fault == FaultPartitionSeller && i == 0 {
+		var ok bool
+		if restarted, ok = r.partitionSeller(ctx, b, seller, ls); !ok {
+			return
+		}
+	}
 	r.say(b, "receipts", "%s meters the instance and signs a usage receipt every %s; %s checks each and acknowledges it",
 		seller, protocol.FormatDuration(r.cfg.ReceiptInterval), b)
 	rs, done := r.waitReceipts(ctx, c, ls.ID, r.cfg.Receipts, restarted)
@@ -247,6 +253,34 @@ func (r *run) killSeller(ctx context.Context, b, seller string, ls api.Lease, l 
 	r.say(b, "fault", "%s starts again from its home (pid %d) after %s down: it re-adopts the instance and catches up on the receipts it owes",
 		seller, back.PID, l.SellerDown.Std())
 	r.check(CheckRestart, b, true, "%s back after %s (pid %d)", seller, l.SellerDown.Std(), back.PID)
+	return at, true
+}
+
+// partitionSeller cuts the seller off after the first acknowledged
+// receipt, for the scenario's downtime, then heals the network.
+func (r *run) partitionSeller(ctx context.Context, b, seller string, ls api.Lease) (time.Time, bool) {
+	c, err := r.client(b)
+	if err != nil {
+		return time.Time{}, r.check(CheckPartition, b, false, "%v", err)
+	}
+	if _, done := r.waitReceipts(ctx, c, ls.ID, 1, time.Time{}); !done {
+		return time.Time{}, r.check(CheckPartition, b, false, "no receipt acknowledged to cut %s off after", seller)
+	}
+	if _, err := r.n.Partition(ctx, seller); err != nil {
+		return time.Time{}, r.check(CheckPartition, b, false, "partition %s: %v (the fault needs a testnet made with --netns)", seller, err)
+	}
+	r.say(b, "fault", "FAULT: %s is cut off from every other node in the middle of the lease", seller)
+	r.check(CheckPartition, b, true, "%s cut off mid-lease", seller)
+	if !sleepCtx(ctx, r.cfg.Downtime) {
+		return time.Time{}, r.check(CheckHeal, b, false, "interrupted while %s was cut off", seller)
+	}
+	if _, err := r.n.Heal(ctx, seller); err != nil {
+		return time.Time{}, r.check(CheckHeal, b, false, "heal: %v", err)
+	}
+	at := time.Now()
+	r.say(b, "fault", "the network is healed after %s: %s sends the receipts it owes; %s answers each, and may dispute a period in which it could not reach the instance",
+		protocol.FormatDuration(r.cfg.Downtime), seller, b)
+	r.check(CheckHeal, b, true, "healed after %s", protocol.FormatDuration(r.cfg.Downtime))
 	return at, true
 }
 

@@ -48,6 +48,8 @@ const (
 	CheckKill          = "seller killed"
 	CheckOutlives      = "instance outlives its seller"
 	CheckRestart       = "seller restarts"
+	CheckPartition     = "seller cut off"
+	CheckHeal          = "network healed"
 	CheckReceipts      = "receipts acknowledged"
 	CheckEnded         = "lease ended on both sides"
 	CheckSettled       = "settled on both sides"
