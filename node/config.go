@@ -311,7 +311,7 @@ func Init(cfg Config) (peer.ID, error) {
 		if _, err := rand.Read(tok); err != nil {
 			return "", err
 		}
-		if err := writeFileAtomic(tokPath, []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+		if err := WriteFileAtomic(tokPath, []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
 			return "", fmt.Errorf("init: write token: %w", err)
 		}
 	}
@@ -323,7 +323,7 @@ func Init(cfg Config) (peer.ID, error) {
 	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
 		return "", fmt.Errorf("init: encode config: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.Home, ConfigFile), []byte(b.String()), 0o600); err != nil {
+	if err := WriteFileAtomic(filepath.Join(cfg.Home, ConfigFile), []byte(b.String()), 0o600); err != nil {
 		return "", fmt.Errorf("init: write config: %w", err)
 	}
 	return peer.IDFromPrivateKey(key)
@@ -408,9 +408,9 @@ func loadOrCreateKey(path string) (crypto.PrivKey, error) {
 	return k, f.Close()
 }
 
-// writeFileAtomic writes via a temporary file and rename, so a reader never
-// sees half a file.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+// WriteFileAtomic writes data to path via a synced temporary file in the
+// same directory and a rename, so that a reader never sees half a file.
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err

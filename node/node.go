@@ -397,12 +397,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err := n.api.Start(ctx); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Join(n.cfg.Home, APIAddrFile), []byte(n.api.Addr()+"\n"), 0o600); err != nil {
+		if err := WriteFileAtomic(filepath.Join(n.cfg.Home, APIAddrFile), []byte(n.api.Addr()+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write api address: %w", err)
 		}
 	}
 	if n.cfg.Home != "" {
-		if err := writeFileAtomic(filepath.Join(n.cfg.Home, PeerAddrFile), []byte(strings.Join(n.p2pAddrs(), "\n")+"\n"), 0o600); err != nil {
+		if err := WriteFileAtomic(filepath.Join(n.cfg.Home, PeerAddrFile), []byte(strings.Join(n.p2pAddrs(), "\n")+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write p2p addresses: %w", err)
 		}
 	}
@@ -438,7 +438,7 @@ func (n *Node) startAppliances(ctx context.Context) error {
 		}
 	}()
 	if n.cfg.Home != "" {
-		if err := writeFileAtomic(filepath.Join(n.cfg.Home, GatewayFile), []byte(n.gwAddr+"\n"), 0o600); err != nil {
+		if err := WriteFileAtomic(filepath.Join(n.cfg.Home, GatewayFile), []byte(n.gwAddr+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write gateway address: %w", err)
 		}
 	}
