@@ -76,6 +76,38 @@ func (d *datastore) Get(_ context.Context, k ds.Key) ([]byte, error) {
 	return v, nil
 }
 
+// View calls fn with the value of k read in place, without a copy: from
+// the mapped value log for a large value. The slice is valid only until fn
+// returns and must not be changed; while fn runs, the value's log file
+// cannot be garbage collected, so fn should not block for long. It returns
+// ds.ErrNotFound when k is absent, and fn's error as is.
+//
+// The appliance service serves blocks with it: a block is written to the
+// network straight from the value log instead of being copied to the heap
+// first (the copy cost a seller 7% of its CPU per fetch served).
+func (d *datastore) View(_ context.Context, k ds.Key, fn func(v []byte) error) error {
+	var ferr error
+	err := d.db.View(func(t *Txn) error {
+		item, err := t.btx.Get(d.key(k))
+		if err != nil {
+			return mapErr(err)
+		}
+		return item.Value(func(v []byte) error {
+			ferr = fn(v)
+			return ferr
+		})
+	})
+	switch {
+	case ferr != nil:
+		return ferr
+	case errors.Is(err, ErrNotFound):
+		return ds.ErrNotFound
+	case err != nil:
+		return fmt.Errorf("store: datastore view %s: %w", k, err)
+	}
+	return nil
+}
+
 func (d *datastore) Has(_ context.Context, k ds.Key) (bool, error) {
 	found := false
 	err := d.db.View(func(t *Txn) error {

@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -160,5 +162,39 @@ func TestDatastoreReverseSkipsNeighbour(t *testing.T) {
 	}
 	if len(keys) != 2 || keys[0] != "/p/b" || keys[1] != "/p/a" {
 		t.Fatalf("descending /p = %q, want [/p/b /p/a]", keys)
+	}
+}
+
+// TestDatastoreView reads values in place, small (in the LSM tree) and
+// large (in the value log), and reports a missing key and fn's own error.
+func TestDatastoreView(t *testing.T) {
+	db := openTest(t, testOptions(t))
+	d := db.Datastore("blocks").(interface {
+		ds.Datastore
+		View(context.Context, ds.Key, func([]byte) error) error
+	})
+	small, large := []byte("small"), bytes.Repeat([]byte{7, 1, 3}, 300<<10)
+	for k, v := range map[string][]byte{"/s": small, "/l": large} {
+		if err := d.Put(t.Context(), ds.NewKey(k), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, want := range map[string][]byte{"/s": small, "/l": large} {
+		var got []byte
+		if err := d.View(t.Context(), ds.NewKey(k), func(v []byte) error { got = bytes.Clone(v); return nil }); err != nil {
+			t.Fatalf("View %s: %v", k, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("View %s: %d bytes, want %d", k, len(got), len(want))
+		}
+	}
+	called := false
+	err := d.View(t.Context(), ds.NewKey("/missing"), func([]byte) error { called = true; return nil })
+	if !errors.Is(err, ds.ErrNotFound) || called {
+		t.Errorf("View of a missing key: err %v, fn called %v; want ds.ErrNotFound, not called", err, called)
+	}
+	errStop := errors.New("stop")
+	if err := d.View(t.Context(), ds.NewKey("/l"), func([]byte) error { return errStop }); err != errStop {
+		t.Errorf("View returned %v, want fn's own error", err)
 	}
 }

@@ -4,14 +4,20 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/ipfs/boxo/blockstore"
+	dshelp "github.com/ipfs/boxo/datastore/dshelp"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multihash"
 )
 
 // DAGProtocol is the DAG stream protocol: a requester pulls the blocks of
@@ -118,28 +124,56 @@ func (s *Service) serveDAG(ctx context.Context, st dagConn) error {
 			return fmt.Errorf("request: %v: %w", err, ErrInvalid)
 		}
 		_ = st.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		b, err := s.bstore.Get(ctx, c)
-		switch {
-		case isNotFound(err):
-			if err := bw.WriteByte(dagDontHave); err != nil {
+		found := true
+		err = s.viewBlock(ctx, c, func(data []byte) error {
+			hdr[0] = dagBlock
+			m := 1 + binary.PutUvarint(hdr[1:], uint64(len(data)))
+			if _, err := bw.Write(hdr[:m]); err != nil {
 				return err
 			}
-			continue
-		case err != nil:
-			return fmt.Errorf("read block %s: %w", c, err)
+			// bufio copies or writes data before it returns: nothing keeps
+			// a reference to the store's bytes.
+			if _, err := bw.Write(data); err != nil {
+				return err
+			}
+			s.stats.blocksServed.Add(1)
+			s.stats.bytesServed.Add(uint64(len(data)))
+			return nil
+		})
+		if isNotFound(err) {
+			found, err = false, bw.WriteByte(dagDontHave)
 		}
-		data := b.RawData()
-		hdr[0] = dagBlock
-		m := 1 + binary.PutUvarint(hdr[1:], uint64(len(data)))
-		if _, err := bw.Write(hdr[:m]); err != nil {
+		if err != nil {
+			if found {
+				return fmt.Errorf("serve block %s: %w", c, err)
+			}
 			return err
 		}
-		if _, err := bw.Write(data); err != nil {
-			return err
-		}
-		s.stats.blocksServed.Add(1)
-		s.stats.bytesServed.Add(uint64(len(data)))
 	}
+}
+
+// blockViewer is what the store's datastore offers beyond go-datastore: a
+// value read in place (store's datastore View).
+type blockViewer interface {
+	View(ctx context.Context, k datastore.Key, fn func(v []byte) error) error
+}
+
+// viewBlock calls fn with c's bytes, read in place from the datastore when
+// it can (valid only until fn returns), else from the blockstore. A block
+// that is not here is an error for which isNotFound holds.
+func (s *Service) viewBlock(ctx context.Context, c cid.Cid, fn func([]byte) error) error {
+	if v, ok := s.ds.(blockViewer); ok && c.Prefix().MhType != multihash.IDENTITY {
+		err := v.View(ctx, blockstore.BlockPrefix.Child(dshelp.MultihashToDsKey(c.Hash())), fn)
+		if errors.Is(err, datastore.ErrNotFound) {
+			return ipld.ErrNotFound{Cid: c}
+		}
+		return err
+	}
+	b, err := s.bstore.Get(ctx, c)
+	if err != nil {
+		return err
+	}
+	return fn(b.RawData())
 }
 
 func (ss *streamSource) readOne(br *bufio.Reader, c cid.Cid) (blocks.Block, error) {

@@ -287,6 +287,8 @@ type source interface {
 	want(ctx context.Context, cs []cid.Cid) error
 	// close releases the source; ok says whether the run succeeded.
 	close(ok bool)
+	// limit is how many blocks the source takes in flight at most.
+	limit() int
 	// String names the source in errors.
 	String() string
 }
@@ -404,7 +406,7 @@ func (r *fetchRun) loop(ctx context.Context, src source) error {
 	defer idle.Stop()
 	for {
 		var batch []cid.Cid
-		for inflight+len(batch) < r.window() && r.head < len(r.queue) {
+		for inflight+len(batch) < min(r.window(), src.limit()) && r.head < len(r.queue) {
 			c := r.pop()
 			here, err := r.local(ctx, c)
 			if err != nil {
@@ -584,6 +586,15 @@ type bitswapSource struct {
 }
 
 func (b *bitswapSource) String() string { return "bitswap" }
+
+// bitswapMaxInflight is how many blocks a fetch wants of a bitswap session
+// at once: boxo's session keeps at most 64 wants live (its
+// broadcastLiveWantsLimit), and with more in flight a fetch stalled at its
+// tail with dozens of wants never answered (TestBitswapSmallBlocks: 64 KiB
+// blocks and an 8 MiB window, 128 wants).
+const bitswapMaxInflight = 64
+
+func (b *bitswapSource) limit() int { return bitswapMaxInflight }
 
 func (b *bitswapSource) want(ctx context.Context, cs []cid.Cid) error {
 	ch, err := b.sess.GetBlocks(ctx, cs)

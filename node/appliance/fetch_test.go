@@ -453,3 +453,24 @@ func TestCloseDuringFetch(t *testing.T) {
 		t.Fatal("Close returned before the fetch ended")
 	}
 }
+
+// TestBitswapSmallBlocks fetches by bitswap a DAG of 64 KiB blocks with the
+// default 8 MiB window, which would put 128 wants in flight: more than a
+// boxo session keeps live, which stalled the fetch at its tail before the
+// bitswap source capped what it asks for at once.
+func TestBitswapSmallBlocks(t *testing.T) {
+	cfg := testConfig()
+	cfg.ChunkSize = 64 << 10
+	if cfg.WindowBytes/int(cfg.ChunkSize) <= bitswapMaxInflight {
+		t.Fatalf("the window (%d blocks) no longer exceeds the bitswap cap (%d): the test tests nothing", cfg.WindowBytes/int(cfg.ChunkSize), bitswapMaxInflight)
+	}
+	a := newNode(t, nodeOpts{cfg: &cfg})
+	info, sum := importPRNG(t, a.Service, 11, 16<<20)
+	b := newNode(t, nodeOpts{cfg: &cfg})
+	if _, err := b.Fetch(context.Background(), info.CID, FetchOptions{Peers: []peer.AddrInfo{a.addr()}, Transport: TransportBitswap}); err != nil {
+		t.Fatal(err)
+	}
+	if openSum(t, b.Service, info.CID) != sum {
+		t.Fatal("the fetched bytes differ")
+	}
+}
