@@ -237,7 +237,9 @@ func (s *Service) allPins(ctx context.Context) (map[string][]string, error) {
 
 // putRecordAndPin writes c's record (keeping an existing one's name,
 // format and added time where the new one has none) and a pin, in one
-// batch.
+// batch, and syncs the datastore: an appliance reported added, fetched or
+// pinned survives the machine's crash, its blocks too (they were written
+// unsynced, and the sync covers them).
 func (s *Service) putRecordAndPin(ctx context.Context, c cid.Cid, r record, reason string) (record, error) {
 	old, ok, err := s.getRecord(ctx, c)
 	if err != nil {
@@ -271,6 +273,9 @@ func (s *Service) putRecordAndPin(ctx context.Context, c cid.Cid, r record, reas
 		return record{}, fmt.Errorf("pin %s: %w", c, err)
 	}
 	if err := b.Commit(ctx); err != nil {
+		return record{}, fmt.Errorf("pin %s: %w", c, err)
+	}
+	if err := s.ds.Sync(ctx, datastore.NewKey("/")); err != nil {
 		return record{}, fmt.Errorf("pin %s: %w", c, err)
 	}
 	return r, nil
