@@ -25,6 +25,7 @@ func TestConfigValidate(t *testing.T) {
 		{"WindowBytes", func(c *Config) { c.WindowBytes = 1000 }},
 		{"WindowBytes", func(c *Config) { c.WindowBytes = 2 << 30 }},
 		{"WriteBatchBytes", func(c *Config) { c.WriteBatchBytes = 1 }},
+		{"SyncBytes", func(c *Config) { c.SyncBytes = c.WriteBatchBytes - 1 }},
 		{"MaxStreams", func(c *Config) { c.MaxStreams = 0 }},
 		{"ProvideTimeout", func(c *Config) { c.ProvideTimeout = 0 }},
 		{"ReprovideInterval", func(c *Config) { c.ReprovideInterval = 0 }},

@@ -9,6 +9,7 @@ import (
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
 	ipld "github.com/ipfs/go-ipld-format"
 )
 
@@ -25,7 +26,10 @@ type blockWriter struct {
 	bs       blockstore.Blockstore
 	bswap    *bitswap.Bitswap // nil before Start
 	maxBytes int
-	ctx      context.Context // for the writes: not canceled with the operation
+	// sync syncs the datastore; the writer calls it every syncBytes.
+	sync      func(context.Context) error
+	syncBytes int
+	ctx       context.Context // for the writes: not canceled with the operation
 
 	in     chan blocks.Block
 	failed chan struct{} // closed when err is set
@@ -40,13 +44,15 @@ func (s *Service) newWriter(ctx context.Context, bs blockstore.Blockstore, queue
 	bswap := s.bswap
 	s.mu.Unlock()
 	w := &blockWriter{
-		bs:       bs,
-		bswap:    bswap,
-		maxBytes: s.cfg.WriteBatchBytes,
-		ctx:      context.WithoutCancel(ctx),
-		in:       make(chan blocks.Block, queue),
-		failed:   make(chan struct{}),
-		done:     make(chan struct{}),
+		bs:        bs,
+		bswap:     bswap,
+		maxBytes:  s.cfg.WriteBatchBytes,
+		sync:      func(ctx context.Context) error { return s.ds.Sync(ctx, datastore.NewKey("/")) },
+		syncBytes: s.cfg.SyncBytes,
+		ctx:       context.WithoutCancel(ctx),
+		in:        make(chan blocks.Block, queue),
+		failed:    make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	go w.run()
 	return w
@@ -74,7 +80,7 @@ func (w *blockWriter) close() error {
 func (w *blockWriter) run() {
 	defer close(w.done)
 	var batch []blocks.Block
-	size := 0
+	size, unsynced := 0, 0
 	flush := func() {
 		if len(batch) == 0 || w.err != nil {
 			batch, size = batch[:0], 0
@@ -87,6 +93,14 @@ func (w *blockWriter) run() {
 			w.stored += uint64(len(batch))
 			if w.bswap != nil {
 				_ = w.bswap.Server.NotifyNewBlocks(w.ctx, batch...)
+			}
+			// Synced as it goes: see Config.SyncBytes.
+			if unsynced += size; unsynced >= w.syncBytes {
+				unsynced = 0
+				if err := w.sync(w.ctx); err != nil {
+					w.err = fmt.Errorf("sync the store after %d blocks: %w", w.stored, err)
+					close(w.failed)
+				}
 			}
 		}
 		clear(batch)
