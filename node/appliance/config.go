@@ -53,12 +53,11 @@ type Config struct {
 	MaxProviders int
 	// WindowBytes is how many bytes of blocks a fetch asks for ahead of
 	// those that have arrived (counted with the largest block seen so far,
-	// 1 MiB until one arrives; a bitswap source takes at most 64 blocks):
-	// enough to keep a link busy, and the bulk of the memory a fetch takes.
-	// A window of 32 MiB carries 320 MB/s over a 100 ms round trip; on
-	// loopback (2 cores, 1 GiB, 2026-11-26) it moved the DAG stream from
-	// 40-41% to 43% of a hashed TCP copy against 8 MiB, for ~30 MiB more
-	// heap during a fetch.
+	// 1 MiB until one arrives; bitswap takes at most 8 MiB and 64 blocks,
+	// a DAG stream with helpers 8 MiB): enough to keep a link busy, and
+	// the bulk of the memory a fetch takes. 32 MiB carries 320 MB/s over a
+	// 100 ms round trip; on loopback (2 cores, 1 GiB, 2026-11-26) a DAG
+	// stream ran ~5-15% faster than with 8 MiB, for ~30 MiB more heap.
 	WindowBytes int
 	// WriteBatchBytes is how many bytes of blocks a write batch gathers
 	// before it is committed to the datastore. Every read of the node's

@@ -454,15 +454,15 @@ func TestCloseDuringFetch(t *testing.T) {
 	}
 }
 
-// TestBitswapSmallBlocks fetches by bitswap a DAG of 64 KiB blocks with the
-// default 8 MiB window, which would put 128 wants in flight: more than a
-// boxo session keeps live, which stalled the fetch at its tail before the
-// bitswap source capped what it asks for at once.
+// TestBitswapSmallBlocks fetches by bitswap a DAG of 64 KiB blocks, of
+// which an 8 MiB window holds 128 wants: more than a boxo session keeps
+// live, which stalled the fetch at its tail before the bitswap source
+// capped what it asks for at once at 64.
 func TestBitswapSmallBlocks(t *testing.T) {
 	cfg := testConfig()
 	cfg.ChunkSize = 64 << 10
-	if cfg.WindowBytes/int(cfg.ChunkSize) <= bitswapMaxInflight {
-		t.Fatalf("the window (%d blocks) no longer exceeds the bitswap cap (%d): the test tests nothing", cfg.WindowBytes/int(cfg.ChunkSize), bitswapMaxInflight)
+	if w := min(cfg.WindowBytes, bitswapWindowBytes) / int(cfg.ChunkSize); w <= bitswapMaxInflight {
+		t.Fatalf("the window (%d blocks) no longer exceeds the bitswap cap (%d): the test tests nothing", w, bitswapMaxInflight)
 	}
 	a := newNode(t, nodeOpts{cfg: &cfg})
 	info, sum := importPRNG(t, a.Service, 11, 16<<20)
