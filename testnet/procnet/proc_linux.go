@@ -1,7 +1,6 @@
 package procnet
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spotmesh/spotmesh/node/runtime/process"
 )
 
 func readStat(pid int) (procStat, error) {
@@ -25,28 +26,8 @@ func readCmdline(pid int) ([]byte, error) {
 	return os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 }
 
-// rssOf reads a process's resident set from /proc/<pid>/status, in
-// bytes; 0 when unknown.
-func rssOf(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	_, rest, ok := bytes.Cut(b, []byte("VmRSS:"))
-	if !ok {
-		return 0
-	}
-	line, _, _ := bytes.Cut(rest, []byte("\n"))
-	f := bytes.Fields(line)
-	if len(f) < 1 {
-		return 0
-	}
-	kb, err := strconv.ParseUint(string(f[0]), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return kb << 10
-}
+// rssOf reads a process's resident set, in bytes; 0 when unknown.
+func rssOf(pid int) uint64 { return process.StatusBytes(pid, "VmRSS") }
 
 // spawn starts bin with args in its own session (setsid: a terminal's
 // Ctrl-C does not reach it, and it outlives this process), in dir, with

@@ -121,14 +121,18 @@ func groupMembers(all []procStat, pgid int, start uint64) []procStat {
 	return out
 }
 
-// vmHWM reads the peak resident set of a process from /proc/<pid>/status,
-// in bytes; 0 when unknown.
-func vmHWM(pid int) uint64 {
+// vmHWM reads the peak resident set of a process, in bytes; 0 when
+// unknown.
+func vmHWM(pid int) uint64 { return StatusBytes(pid, "VmHWM") }
+
+// StatusBytes reads a size field of /proc/<pid>/status ("VmRSS", "VmHWM",
+// ...), in bytes; 0 when the process or the field is not there.
+func StatusBytes(pid int, field string) uint64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
 	}
-	_, rest, ok := bytes.Cut(b, []byte("VmHWM:"))
+	_, rest, ok := bytes.Cut(b, []byte("\n"+field+":"))
 	if !ok {
 		return 0
 	}
