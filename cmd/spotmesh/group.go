@@ -14,37 +14,21 @@ type group struct {
 	name    string
 	verbs   func() []verb
 	aliases map[string]string
-	flags   func(sub string) *flags // a sub-verb's flags for help, or nil
-	footer  string                  // printed after the sub-verbs in 'help NAME'
+	flags   map[string]func() *flags // the flags of the sub-verbs that have any, for help
+	footer  string                   // printed after the sub-verbs in 'help NAME'
 }
 
 var offerGroup = group{
 	name: "offer", verbs: offerVerbs,
 	aliases: map[string]string{"list": "ls", "withdraw": "rm", "remove": "rm"},
-	flags: func(sub string) *flags {
-		if sub == "add" {
-			f, _ := offerAddFlags()
-			return f
-		}
-		return nil
-	},
-	footer: "Run 'spotmesh help offer add' for its flags.\n",
+	flags:   map[string]func() *flags{"add": helpFlags(offerAddFlags)},
+	footer:  "Run 'spotmesh help offer add' for its flags.\n",
 }
 
 var applianceGroup = group{
 	name: "appliance", verbs: applianceVerbs,
 	aliases: map[string]string{"list": "ls", "remove": "rm", "import": "add", "fetch": "get"},
-	flags: func(sub string) *flags {
-		switch sub {
-		case "add":
-			f, _ := applianceAddFlags()
-			return f
-		case "get":
-			f, _ := applianceGetFlags()
-			return f
-		}
-		return nil
-	},
+	flags:   map[string]func() *flags{"add": helpFlags(applianceAddFlags), "get": helpFlags(applianceGetFlags)},
 	footer: "Run 'spotmesh help appliance add' (or get) for its flags.\n" +
 		"A progress bar shows on stderr when it is a terminal (--progress forces it); otherwise one line at the end.\n",
 }
@@ -98,6 +82,12 @@ func (g group) run(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// helpFlags makes the constructor of a verb's flag set, for help only,
+// from the one its command parses with.
+func helpFlags[T any](mk func() (*flags, T)) func() *flags {
+	return func() *flags { f, _ := mk(); return f }
+}
+
 // subHelp prints the help of 'NAME SUB'.
 func (c *cli) subHelp(g group, sub string) int {
 	v, ok := g.lookup(sub)
@@ -105,9 +95,9 @@ func (c *cli) subHelp(g group, sub string) int {
 		return c.fail("help "+g.name, usagef("unknown sub-verb %q: want %s", sub, g.want()))
 	}
 	fmt.Fprintf(c.stdout, "usage: spotmesh %s %s %s\n\n%s\n", g.name, v.name, v.args, v.summary)
-	if f := g.flags(v.name); f != nil {
+	if mk := g.flags[v.name]; mk != nil {
 		fmt.Fprint(c.stdout, "\nflags:\n")
-		f.printDefaults(c.stdout)
+		mk().printDefaults(c.stdout)
 	}
 	fmt.Fprint(c.stdout, "\n"+globalHelp)
 	return exitOK

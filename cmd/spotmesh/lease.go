@@ -21,35 +21,18 @@ const leasePoll = 250 * time.Millisecond
 var leaseGroup = group{
 	name: "lease", verbs: leaseVerbs,
 	aliases: map[string]string{"list": "ls", "rm": "end"},
-	flags: func(sub string) *flags {
-		switch sub {
-		case "new":
-			f, _ := leaseNewFlags()
-			return f
-		case "renew":
-			f, _ := leaseRenewFlags()
-			return f
-		}
-		return nil
-	},
-	footer: "Run 'spotmesh help lease new' for its flags; --best takes the filters of 'book'.\n",
+	flags:   map[string]func() *flags{"new": helpFlags(leaseNewFlags), "renew": helpFlags(leaseRenewFlags)},
+	footer:  "Run 'spotmesh help lease new' for its flags; --best takes the filters of 'book'.\n",
 }
 
 var instancesGroup = group{
 	name: "instances", verbs: instancesVerbs, aliases: map[string]string{"list": "ls"},
-	flags:  func(string) *flags { return nil },
 	footer: "The seller's side: the instances of the leases this node sold.\n",
 }
 
 var denyGroup = group{
 	name: "deny", verbs: denyVerbs, aliases: map[string]string{"list": "ls", "allow": "rm"},
-	flags: func(sub string) *flags {
-		if sub == "add" {
-			f, _ := denyAddFlags()
-			return f
-		}
-		return nil
-	},
+	flags:  map[string]func() *flags{"add": helpFlags(denyAddFlags)},
 	footer: "A denied buyer's proposals are refused as buyer_refused.\n",
 }
 

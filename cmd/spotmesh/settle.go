@@ -19,19 +19,12 @@ import (
 
 var receiptsGroup = group{
 	name: "receipts", verbs: receiptsVerbs, aliases: map[string]string{"list": "ls"},
-	flags: func(sub string) *flags {
-		if sub == "ls" {
-			f, _ := receiptsLsFlags()
-			return f
-		}
-		return nil
-	},
+	flags:  map[string]func() *flags{"ls": helpFlags(receiptsLsFlags)},
 	footer: "A seller sends a receipt every receipt interval; the buyer acknowledges or disputes each.\n",
 }
 
 var settleGroup = group{
 	name: "settle", verbs: settleVerbs, aliases: map[string]string{"list": "ls"},
-	flags:  func(string) *flags { return nil },
 	footer: "A lease is open while receipts flow, then settled or disputed (both signed), or claimed (the buyer stopped answering).\n",
 }
 

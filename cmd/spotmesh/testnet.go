@@ -21,27 +21,11 @@ import (
 var testnetGroup = group{
 	name: "testnet", verbs: testnetVerbs,
 	aliases: map[string]string{"stop": "down", "log": "logs", "ls": "status"},
-	flags: func(sub string) *flags {
-		switch sub {
-		case "up":
-			f, _ := testnetUpFlags()
-			return f
-		case "start":
-			f, _ := testnetStartFlags()
-			return f
-		case "logs":
-			f, _ := testnetLogsFlags()
-			return f
-		case "down":
-			f, _ := testnetDownFlags()
-			return f
-		case "scenario":
-			f, _ := testnetScenarioFlags()
-			return f
-		}
-		f := newFlags("testnet " + sub)
-		testnetDir(f)
-		return f
+	flags: map[string]func() *flags{
+		"up": helpFlags(testnetUpFlags), "start": helpFlags(testnetStartFlags), "logs": helpFlags(testnetLogsFlags),
+		"down": helpFlags(testnetDownFlags), "scenario": helpFlags(testnetScenarioFlags),
+		"status": testnetDirOnly("status"), "kill": testnetDirOnly("kill"),
+		"partition": testnetDirOnly("partition"), "heal": testnetDirOnly("heal"),
 	},
 	footer: "A testnet is one directory: <dir>/bin/spotmesh (the binary, copied at up), <dir>/testnet.json\n" +
 		"(every node's PID, API and peer ID) and a home per node with its daemon.log. kill, start and\n" +
@@ -66,6 +50,11 @@ func testnetVerbs() []verb {
 		{"heal", "--dir DIR [NAME...]", "bring nodes cut off back (every one, without names)", cmdTestnetHeal},
 		{"down", "--dir DIR [--grace 10s]", "stop the daemons the testnet started (SIGTERM, then SIGKILL) and remove the namespaces it made; keeps homes and logs", cmdTestnetDown},
 	}
+}
+
+// testnetDirOnly: the flags of a testnet verb that takes only --dir.
+func testnetDirOnly(verb string) func() *flags {
+	return func() *flags { f := newFlags("testnet " + verb); testnetDir(f); return f }
 }
 
 func testnetDir(f *flags) *string {
