@@ -24,7 +24,6 @@ import (
 	"github.com/spotmesh/spotmesh/node/runtime"
 	"github.com/spotmesh/spotmesh/node/runtime/drivertest"
 	"github.com/spotmesh/spotmesh/protocol"
-	"github.com/spotmesh/spotmesh/testnet"
 )
 
 // signedOffers makes n distinct signed offers from a few sellers.
@@ -156,19 +155,10 @@ func benchBestLeaseAPI(b *testing.B, busy bool) {
 	buyer := start(b, bcfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := testnet.WaitFor(ctx, func() bool { return seller.MeshPeers() > 0 && buyer.MeshPeers() > 0 }); err != nil {
-		b.Fatal("buyer and seller never met in the offers topic's mesh")
-	}
 	sp := spec("bench")
 	sp.Hardware = protocol.Hardware{Profile: "p1m512", VCPU: 1, Memory: 512 << 20, Disk: 1 << 30, Arch: "amd64"}
 	sp.Formats = []string{"bundle"}
-	st, err := seller.AddOffer(ctx, sp)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := testnet.WaitFor(ctx, func() bool { _, ok := buyer.MarketBook().Get(st.Current.ID()); return ok }); err != nil {
-		b.Fatal("the offer did not reach the buyer")
-	}
+	offerToBuyer(ctx, b, seller, buyer, sp)
 	ai, err := buyer.ApplianceService().Import(ctx, bytes.NewReader(bytes.Repeat([]byte("appliance "), 1000)),
 		appliance.Meta{Name: "bench", Format: "bundle"}, nil)
 	if err != nil {

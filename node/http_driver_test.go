@@ -108,14 +108,8 @@ func TestHTTPDriverSellsLease(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	// Connected, and each in the other's gossip mesh, so that the offer
-	// published next reaches the buyer at once (a subscription still on
-	// its way would leave it to the next republish, minutes later).
-	if err := testnet.WaitFor(ctx, func() bool { return seller.MeshPeers() > 0 && buyer.MeshPeers() > 0 }); err != nil {
-		t.Fatal("buyer and seller never met in the offers topic's mesh")
-	}
 	const capacity = 2
-	st, err := seller.AddOffer(ctx, offers.Spec{
+	oid := offerToBuyer(ctx, t, seller, buyer, offers.Spec{
 		Key:      "cloud-1",
 		Region:   "local",
 		Hardware: protocol.Hardware{Profile: "r1m512", VCPU: 1, Memory: 512 << 20, Disk: 64 << 20, Arch: goruntime.GOARCH},
@@ -125,20 +119,6 @@ func TestHTTPDriverSellsLease(t *testing.T) {
 		MaxLease: time.Hour,
 		Formats:  []string{"bundle"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	oid := st.Current.ID()
-	bookSlots := func(n *node.Node) (uint32, bool) {
-		e, ok := n.MarketBook().Get(oid)
-		if !ok {
-			return 0, false
-		}
-		return e.Offer.Slots, true
-	}
-	if err := testnet.WaitFor(ctx, func() bool { _, ok := bookSlots(buyer); return ok }); err != nil {
-		t.Fatal("the offer did not reach the buyer")
-	}
 
 	f, err := os.Open(drivertest.ExecutableBundle(t, echo))
 	if err != nil {
@@ -206,8 +186,8 @@ func TestHTTPDriverSellsLease(t *testing.T) {
 	if l := reqs[0].Limits; l.VCPU != 1 || l.Memory != 512<<20 || l.Disk != 64<<20 {
 		t.Fatalf("the cloud was asked for limits %+v, want the offer's hardware", l)
 	}
-	if err := testnet.WaitFor(ctx, func() bool { s, ok := bookSlots(buyer); return ok && s == capacity-1 }); err != nil {
-		s, _ := bookSlots(buyer)
+	if err := testnet.WaitFor(ctx, func() bool { s, ok := bookSlots(buyer, oid); return ok && s == capacity-1 }); err != nil {
+		s, _ := bookSlots(buyer, oid)
 		t.Fatalf("the buyer's book shows %d free slots while the lease runs, want %d", s, capacity-1)
 	}
 
@@ -232,8 +212,8 @@ func TestHTTPDriverSellsLease(t *testing.T) {
 		in, _ := seller.Runtime().Instance(id.String())
 		t.Fatalf("the cloud's instance is still there after the lease's end: %+v, process alive: %v", in, alive(pid))
 	}
-	if err := testnet.WaitFor(ctx, func() bool { s, ok := bookSlots(seller); return ok && s == capacity }); err != nil {
-		s, _ := bookSlots(seller)
+	if err := testnet.WaitFor(ctx, func() bool { s, ok := bookSlots(seller, oid); return ok && s == capacity }); err != nil {
+		s, _ := bookSlots(seller, oid)
 		t.Fatalf("seller's book shows %d free slots after the lease, want %d", s, capacity)
 	}
 }

@@ -50,14 +50,8 @@ func TestLeaseRunsInstanceUntilExpiry(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	// Connected, and each in the other's gossip mesh, so that the offer
-	// published next reaches the buyer at once (a subscription still on
-	// its way would leave it to the next republish, minutes later).
-	if err := testnet.WaitFor(ctx, func() bool { return seller.MeshPeers() > 0 && buyer.MeshPeers() > 0 }); err != nil {
-		t.Fatal("buyer and seller never met in the offers topic's mesh")
-	}
 	const capacity = 2
-	st, err := seller.AddOffer(ctx, offers.Spec{
+	oid := offerToBuyer(ctx, t, seller, buyer, offers.Spec{
 		Key:      "proc-1",
 		Region:   "local",
 		Hardware: protocol.Hardware{Profile: "p1m256", VCPU: 1, Memory: 256 << 20, Disk: 64 << 20, Arch: goruntime.GOARCH},
@@ -67,20 +61,6 @@ func TestLeaseRunsInstanceUntilExpiry(t *testing.T) {
 		MaxLease: time.Hour,
 		Formats:  []string{"bundle"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	oid := st.Current.ID()
-	bookSlots := func(n *node.Node) (uint32, bool) {
-		e, ok := n.MarketBook().Get(oid)
-		if !ok {
-			return 0, false
-		}
-		return e.Offer.Slots, true
-	}
-	if err := testnet.WaitFor(ctx, func() bool { _, ok := bookSlots(buyer); return ok }); err != nil {
-		t.Fatal("the offer did not reach the buyer")
-	}
 
 	f, err := os.Open(drivertest.ExecutableBundle(t, echo))
 	if err != nil {
@@ -144,8 +124,8 @@ func TestLeaseRunsInstanceUntilExpiry(t *testing.T) {
 	// One slot fewer in the books while the lease runs (the buyer's book
 	// too: the copy was gossiped).
 	for _, n := range []*node.Node{seller, buyer} {
-		if err := testnet.WaitFor(ctx, func() bool { s, ok := bookSlots(n); return ok && s == capacity-1 }); err != nil {
-			s, _ := bookSlots(n)
+		if err := testnet.WaitFor(ctx, func() bool { s, ok := bookSlots(n, oid); return ok && s == capacity-1 }); err != nil {
+			s, _ := bookSlots(n, oid)
 			t.Fatalf("%s's book shows %d free slots while the lease runs, want %d", n.ID().ShortString(), s, capacity-1)
 		}
 	}
@@ -173,8 +153,8 @@ func TestLeaseRunsInstanceUntilExpiry(t *testing.T) {
 	if err != nil || sin.State != protocol.StateEnded || sin.Cause != protocol.CauseExpired {
 		t.Fatalf("seller's lease: %+v, %v; want ended, expired", sin, err)
 	}
-	if err := testnet.WaitFor(ctx, func() bool { s, ok := bookSlots(seller); return ok && s == capacity }); err != nil {
-		s, _ := bookSlots(seller)
+	if err := testnet.WaitFor(ctx, func() bool { s, ok := bookSlots(seller, oid); return ok && s == capacity }); err != nil {
+		s, _ := bookSlots(seller, oid)
 		t.Fatalf("seller's book shows %d free slots after the lease, want %d", s, capacity)
 	}
 	if err := testnet.WaitFor(ctx, func() bool {

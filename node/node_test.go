@@ -34,6 +34,35 @@ func spec(key string) offers.Spec {
 	}
 }
 
+// offerToBuyer waits until seller and buyer are in each other's offers
+// mesh (an offer published while a subscription is still on its way would
+// reach the buyer only at the next republish, minutes later), has the
+// seller offer sp and waits until the offer is in the buyer's book.
+func offerToBuyer(ctx context.Context, t testing.TB, seller, buyer *node.Node, sp offers.Spec) protocol.OfferID {
+	t.Helper()
+	if err := testnet.WaitFor(ctx, func() bool { return seller.MeshPeers() > 0 && buyer.MeshPeers() > 0 }); err != nil {
+		t.Fatal("buyer and seller never met in the offers topic's mesh")
+	}
+	st, err := seller.AddOffer(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := st.Current.ID()
+	if err := testnet.WaitFor(ctx, func() bool { _, ok := bookSlots(buyer, id); return ok }); err != nil {
+		t.Fatal("the offer did not reach the buyer")
+	}
+	return id
+}
+
+// bookSlots is the slots offer id has in n's book, and whether it is there.
+func bookSlots(n *node.Node, id protocol.OfferID) (uint32, bool) {
+	e, ok := n.MarketBook().Get(id)
+	if !ok {
+		return 0, false
+	}
+	return e.Offer.Slots, true
+}
+
 func initHome(t testing.TB, dir string, bootstrap ...string) node.Config {
 	t.Helper()
 	cfg := node.DefaultConfig()
