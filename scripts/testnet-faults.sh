@@ -15,7 +15,8 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
 fi
 fail=0
 $spotmesh testnet up --dir "$dir" --sellers 2 --buyers 1 $netns || exit 1
-trap '$spotmesh testnet down --dir "$dir" >/dev/null' EXIT INT TERM
+trap '$spotmesh testnet down --dir "$dir" >/dev/null' EXIT
+trap 'exit 130' INT TERM # Ctrl-C ends the script; the EXIT trap takes the testnet down
 
 echo "== the cycle, plainly"
 $spotmesh testnet scenario --dir "$dir" || fail=1

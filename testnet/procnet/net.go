@@ -480,14 +480,15 @@ func (n *Net) waitReady(ctx context.Context, i int) error {
 			if err == nil {
 				c := api.NewClient(addr, tok)
 				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				id, err := c.Identity(cctx)
+				var id api.IDResponse
+				id, err = c.Identity(cctx)
 				cancel()
 				c.CloseIdleConnections()
 				if err == nil {
 					return n.update(i, func(x *Node) { x.APIAddr, x.PeerID, x.Addrs = addr, id.PeerID, id.Addrs })
 				}
 			}
-			last = err
+			last = err // why the API did not answer, for the error below
 		}
 		select {
 		case <-ctx.Done():
