@@ -927,6 +927,24 @@ func validatePrintable(what, s string, max int) error {
 
 // validateText allows UTF-8 text without control characters other than
 // newline and tab.
+// CleanText makes s a text a record may carry in a field of at most max
+// bytes: valid UTF-8 without control characters (each invalid byte or
+// control character but newline and tab becomes '?'), cut at a character
+// boundary.
+func CleanText(s string, max int) string {
+	out := make([]byte, 0, min(len(s), max))
+	for _, r := range s {
+		if r == utf8.RuneError || r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			r = '?'
+		}
+		if len(out)+utf8.RuneLen(r) > max {
+			break
+		}
+		out = utf8.AppendRune(out, r)
+	}
+	return string(out)
+}
+
 func validateText(what, s string, max int) error {
 	if len(s) > max {
 		return fmt.Errorf("%s of %d bytes: at most %d", what, len(s), max)

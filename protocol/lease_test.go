@@ -701,3 +701,31 @@ func FuzzDecodeLeaseStatus(f *testing.F) {
 	}
 	fuzzDecoder(f, [][]byte{b}, DecodeLeaseStatus, (*LeaseStatus).Validate)
 }
+
+// TestCleanText: what CleanText returns passes the record's text check,
+// keeps what it may keep, and is cut at a character boundary.
+func TestCleanText(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		max      int
+		want     string
+	}{
+		{"plain", "slot taken", 512, "slot taken"},
+		{"newline and tab kept", "a\n\tb", 512, "a\n\tb"},
+		{"control characters", "a\x00b\x1bc\x7f", 512, "a?b?c?"},
+		{"invalid UTF-8", "a\xffb", 512, "a?b"},
+		{"cut at the limit", "abcdef", 4, "abcd"},
+		{"cut before a character that does not fit", "abcé", 4, "abc"},
+		{"multibyte kept whole", "éé", 4, "éé"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CleanText(tc.in, tc.max)
+			if got != tc.want {
+				t.Errorf("CleanText(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
+			}
+			if err := validateText("detail", got, tc.max); err != nil {
+				t.Errorf("CleanText(%q) = %q, refused: %v", tc.in, got, err)
+			}
+		})
+	}
+}

@@ -272,9 +272,6 @@ func (s *Service) handleStream(st network.Stream) {
 // bytes (the stream is reset) only if signing fails.
 func (s *Service) reject(subject cid.Cid, reason protocol.Reason, detail string) (byte, []byte) {
 	s.met.answers.WithLabelValues("refused", string(reason)).Inc()
-	if len(detail) > protocol.MaxDetailLen {
-		detail = detail[:protocol.MaxDetailLen]
-	}
 	r := &protocol.LeaseRejection{
 		Version: protocol.LeaseRejectionVersion,
 		Seller:  s.self,
@@ -291,23 +288,8 @@ func (s *Service) reject(subject cid.Cid, reason protocol.Reason, detail string)
 	return tagRejection, b
 }
 
-// cleanText keeps a detail within what a rejection or status may carry:
-// valid UTF-8 without control characters.
-func cleanText(s string) string {
-	out := make([]rune, 0, len(s))
-	for _, r := range s {
-		if r == 0xfffd || r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
-			r = '?'
-		}
-		out = append(out, r)
-	}
-	t := string(out)
-	for len(t) > protocol.MaxDetailLen {
-		rs := []rune(t)
-		t = string(rs[:len(rs)-1])
-	}
-	return t
-}
+// cleanText keeps a detail within what a rejection or status may carry.
+func cleanText(s string) string { return protocol.CleanText(s, protocol.MaxDetailLen) }
 
 // isClosed reports whether err is the service or the store closing.
 func isClosed(err error) bool {

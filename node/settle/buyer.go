@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -419,9 +418,7 @@ func sameTerms(a, b *protocol.Settlement) bool {
 
 // dispute signs a dispute of receipt r.
 func (s *Service) dispute(r *protocol.UsageReceipt, rc cid.Cid, reason protocol.DisputeReason, detail string, now time.Time) ([]byte, error) {
-	if len(detail) > protocol.MaxDetailLen {
-		detail = strings.ToValidUTF8(detail[:protocol.MaxDetailLen], "")
-	}
+	detail = protocol.CleanText(detail, protocol.MaxDetailLen)
 	d := &protocol.Dispute{Version: protocol.DisputeVersion, Buyer: s.self, Seller: r.Seller,
 		Lease: r.Lease, Receipt: protocol.Link{Cid: rc}, Seq: r.Seq,
 		Reason: reason, Detail: detail, At: protocol.TimeOf(now)}
