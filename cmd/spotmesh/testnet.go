@@ -473,7 +473,7 @@ func cmdTestnetDown(ctx context.Context, c *cli, args []string) error {
 	if res != nil {
 		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "NAME\tPID\tOUTCOME\tDETAIL")
-		counts := map[string]int{}
+		counts, instances := map[string]int{}, 0
 		for _, r := range res {
 			detail := r.Detail
 			if r.Took > 0 {
@@ -481,13 +481,17 @@ func cmdTestnetDown(ctx context.Context, c *cli, args []string) error {
 			}
 			fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", r.Name, r.PID, r.Outcome, detail)
 			counts[r.Outcome]++
+			instances += r.Instances
 		}
 		if err := w.Flush(); err != nil {
 			return err
 		}
 		note := ""
+		if instances > 0 {
+			note = fmt.Sprintf("; %d instance(s) the sellers left running killed", instances)
+		}
 		if err == nil {
-			note = downNetworkNote(before)
+			note += downNetworkNote(before)
 		}
 		fmt.Fprintf(c.stdout, "\n%d stopped, %d killed, %d not running, %d left alone; homes and logs stay in %s%s\n",
 			counts[procnet.Stopped], counts[procnet.Killed], counts[procnet.NotRunning], counts[procnet.LeftAlone], net.Dir(), note)

@@ -2,13 +2,18 @@ package procnet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/spotmesh/spotmesh/node"
 	"github.com/spotmesh/spotmesh/node/api"
+	"github.com/spotmesh/spotmesh/node/runtime/process"
 )
 
 // Start starts the named node's daemon again with the same home (same
@@ -144,10 +149,14 @@ type StopResult struct {
 	Detail  string `json:"detail,omitempty"`
 	// Took is how long the node took to stop, for Stopped and Killed.
 	Took api.Duration `json:"took,omitzero"`
+	// Instances is how many instances the node's process driver had left
+	// running (they outlive their node by design) that Down killed.
+	Instances int `json:"instances,omitempty"`
 }
 
 // Down stops every node's daemon that runs: SIGTERM, up to grace for
-// them to end, then SIGKILL. It leaves the directory (homes, logs,
+// them to end, then SIGKILL; then the instances that the stopped sellers'
+// process drivers left running (see stopInstances). It leaves the directory (homes, logs,
 // manifest) as it is, and fails when a process would not stop. A testnet
 // of network namespaces then loses its namespaces, links and bridges
 // (Start makes them again).
@@ -157,11 +166,15 @@ func (n *Net) Down(ctx context.Context, grace time.Duration) ([]StopResult, erro
 		return nil, err
 	}
 	defer unlock()
-	res := n.stop(ctx, n.Manifest(), grace)
+	m := n.Manifest()
+	res := n.stop(ctx, m, grace)
 	var bad []string
-	for _, r := range res {
-		if r.Outcome == Failed {
+	for i, r := range res {
+		switch r.Outcome {
+		case Failed:
 			bad = append(bad, r.Name)
+		case Stopped, Killed, NotRunning:
+			res[i].Instances = stopInstances(m.Nodes[i].Home)
 		}
 	}
 	if len(bad) > 0 {
@@ -250,4 +263,34 @@ func (n *Net) stop(ctx context.Context, m Manifest, grace time.Duration) []StopR
 		}
 	}
 	return res
+}
+
+// stopInstances kills the instances that the process driver of the node
+// at home left running: an instance outlives its node (node/runtime/process
+// re-adopts it at the next start), but not its testnet. Each is recognised
+// by the PID and start time its record holds, and its whole process group
+// goes (it leads one). It returns how many it killed.
+func stopInstances(home string) int {
+	recs, _ := filepath.Glob(filepath.Join(home, node.InstancesDir, "*", process.RecordFile))
+	killed := 0
+	for _, p := range recs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var r struct {
+			PID        int    `json:"pid"`
+			StartTicks uint64 `json:"start_ticks"`
+		}
+		if json.Unmarshal(b, &r) != nil || r.PID <= 0 {
+			continue
+		}
+		if st, err := readStat(r.PID); err != nil || st.ended() || st.start != r.StartTicks {
+			continue // ended, or its PID is another process's now
+		}
+		if killGroup(r.PID) == nil {
+			killed++
+		}
+	}
+	return killed
 }

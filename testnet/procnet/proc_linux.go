@@ -26,6 +26,9 @@ func readCmdline(pid int) ([]byte, error) {
 	return os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 }
 
+// killGroup kills the process group that pid leads.
+func killGroup(pid int) error { return syscall.Kill(-pid, syscall.SIGKILL) }
+
 // rssOf reads a process's resident set, in bytes; 0 when unknown.
 func rssOf(pid int) uint64 { return process.StatusBytes(pid, "VmRSS") }
 

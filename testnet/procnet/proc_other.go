@@ -18,6 +18,8 @@ func spawn(string, []string, string, string, []string) (int, uint64, error) {
 
 func signalIf(int, syscall.Signal, func() error) error { return ErrUnsupported }
 
+func killGroup(int) error { return ErrUnsupported }
+
 func lockDir(string, time.Duration) (func(), error) { return nil, ErrUnsupported }
 
 const supported = false

@@ -2,6 +2,7 @@ package procnet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/signal"
@@ -14,6 +15,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/spotmesh/spotmesh/node"
+	"github.com/spotmesh/spotmesh/node/runtime/process"
 	"github.com/spotmesh/spotmesh/protocol"
 )
 
@@ -265,6 +268,36 @@ func killByPID(t *testing.T, bin string, nd Node) {
 	reap(nd.PID)
 }
 
+// writeInstance writes a process driver's record of an instance under
+// home. With bin, it starts the instance (bin as a fake daemon, in its own
+// session) and records its PID and start time; without, it records pid and
+// start as given.
+func writeInstance(t *testing.T, bin, home, lease string, pid int, start uint64) Node {
+	t.Helper()
+	dir := filepath.Join(home, node.InstancesDir, lease)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	nd := Node{Name: lease, Home: dir, PID: pid, StartTime: start}
+	if bin != "" {
+		var err error
+		nd.PID, nd.StartTime, err = spawn(bin, []string{"run", "--home", dir}, dir,
+			filepath.Join(dir, "output.log"), append(os.Environ(), fakeEnv+"=term"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { killByPID(t, bin, nd) })
+	}
+	b, err := json.Marshal(map[string]any{"pid": nd.PID, "start_ticks": nd.StartTime, "state": "running"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, process.RecordFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return nd
+}
+
 func alive(t *testing.T, n *Net, name string) bool {
 	t.Helper()
 	ok, _, err := n.Running(name)
@@ -338,15 +371,28 @@ func TestKillAndDown(t *testing.T) {
 		t.Fatalf("kill of a node never started: %v", err)
 	}
 
+	// seller-2's process driver left an instance running (instances
+	// outlive their node); seller-3's record names a PID now another
+	// process's: this test's own, with another start time.
+	inst := writeInstance(t, m.Binary, filepath.Join(m.Dir, "seller-2"), "lease-a", 0, 0)
+	writeInstance(t, "", filepath.Join(m.Dir, "seller-3"), "lease-b", os.Getpid(), self.start+1)
+
 	res, err := n.Down(ctx, 1500*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{NotRunning, Stopped, Killed, LeftAlone, NotRunning}
+	wantInstances := []int{0, 1, 0, 0, 0}
 	for i, r := range res {
-		if r.Outcome != want[i] {
-			t.Errorf("%s: %s (%s), want %s", r.Name, r.Outcome, r.Detail, want[i])
+		if r.Outcome != want[i] || r.Instances != wantInstances[i] {
+			t.Errorf("%s: %s (%s), %d instances killed; want %s, %d", r.Name, r.Outcome, r.Detail, r.Instances, want[i], wantInstances[i])
 		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reap(inst.PID)
+	if err := waitGone(wctx, inst); err != nil {
+		t.Errorf("seller-2's instance (pid %d) runs after down", inst.PID)
 	}
 	for _, nd := range n.Manifest().Nodes[:3] {
 		if alive(t, n, nd.Name) {

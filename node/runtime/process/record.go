@@ -68,7 +68,8 @@ func (r *record) instance(now time.Time) runtime.Instance {
 	return in
 }
 
-const recordFile = "instance.json"
+// RecordFile is the name of an instance's record in its directory.
+const RecordFile = "instance.json"
 
 // save writes the record into dir.
 func (r *record) save(dir string) error {
@@ -76,7 +77,7 @@ func (r *record) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, recordFile+".tmp")
+	tmp := filepath.Join(dir, RecordFile+".tmp")
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("save instance record: %w", err)
@@ -92,7 +93,7 @@ func (r *record) save(dir string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("save instance record: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, recordFile)); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, RecordFile)); err != nil {
 		return fmt.Errorf("save instance record: %w", err)
 	}
 	return syncDir(dir)
@@ -100,22 +101,22 @@ func (r *record) save(dir string) error {
 
 // loadRecord reads the record in dir.
 func loadRecord(dir string) (record, error) {
-	b, err := os.ReadFile(filepath.Join(dir, recordFile))
+	b, err := os.ReadFile(filepath.Join(dir, RecordFile))
 	if err != nil {
 		return record{}, err
 	}
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return record{}, fmt.Errorf("%s: %w", filepath.Join(dir, recordFile), err)
+		return record{}, fmt.Errorf("%s: %w", filepath.Join(dir, RecordFile), err)
 	}
 	if r.Version != recordVersion {
-		return record{}, fmt.Errorf("%s: record version %d, this node knows %d: upgrade the node", filepath.Join(dir, recordFile), r.Version, recordVersion)
+		return record{}, fmt.Errorf("%s: record version %d, this node knows %d: upgrade the node", filepath.Join(dir, RecordFile), r.Version, recordVersion)
 	}
 	if err := runtime.ValidateLeaseID(r.LeaseID); err != nil || r.LeaseID != filepath.Base(dir) {
-		return record{}, fmt.Errorf("%s: lease ID %q does not name its directory", filepath.Join(dir, recordFile), r.LeaseID)
+		return record{}, fmt.Errorf("%s: lease ID %q does not name its directory", filepath.Join(dir, RecordFile), r.LeaseID)
 	}
 	if !r.State.Valid() {
-		return record{}, fmt.Errorf("%s: unknown state %q", filepath.Join(dir, recordFile), r.State)
+		return record{}, fmt.Errorf("%s: unknown state %q", filepath.Join(dir, RecordFile), r.State)
 	}
 	return r, nil
 }
