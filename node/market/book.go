@@ -105,15 +105,17 @@ type Book struct {
 	// copies names the offer of every unexpired copy this book held, the
 	// current ones and those they replaced, so that a buyer may name the
 	// copy it saw (a proposal may name any unexpired version).
-	copies  map[cid.Cid]copyRef
-	pending map[protocol.OfferID]pendingOp // changes not yet persisted
-	spare   map[protocol.OfferID]pendingOp // the next pending map, empty
-	subs    map[*subscriber]struct{}
-	timerAt int64 // when the expiry timer fires, unix nanoseconds
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
-	stats   Stats
+	copies map[cid.Cid]copyRef
+	// copiesSweepAt: noteCopy sweeps expired copies once copies is larger.
+	copiesSweepAt int
+	pending       map[protocol.OfferID]pendingOp // changes not yet persisted
+	spare         map[protocol.OfferID]pendingOp // the next pending map, empty
+	subs          map[*subscriber]struct{}
+	timerAt       int64 // when the expiry timer fires, unix nanoseconds
+	started       bool
+	closed        bool
+	cancel        context.CancelFunc
+	stats         Stats
 
 	wake     chan struct{} // an earlier expiry arrived
 	flushNow chan struct{} // PersistBatch changes are pending
@@ -443,12 +445,16 @@ type copyRef struct {
 // expired. Call it with b.mu held.
 func (b *Book) noteCopy(it *item, now int64) {
 	b.copies[it.cid] = copyRef{id: it.offer.ID(), expires: it.expires()}
-	if len(b.copies) > 2*b.ix.held+1024 {
+	if len(b.copies) > max(b.copiesSweepAt, 2*b.ix.held+1024) {
 		for c, r := range b.copies {
 			if r.expires <= now {
 				delete(b.copies, c)
 			}
 		}
+		// The next sweep waits until the map has doubled, so that copies
+		// not expired yet are not scanned again on every add: the sweeps
+		// cost O(1) per add.
+		b.copiesSweepAt = 2 * len(b.copies)
 	}
 }
 
