@@ -103,11 +103,12 @@ func (n *Net) Kill(ctx context.Context, name string) (Node, error) {
 	}
 	nd := m.Nodes[i]
 	check := func() error {
-		switch st, why := probe(m.Binary, nd); st {
-		case procGone:
-			return fmt.Errorf("%s: %w (%s)", name, ErrNotRunning, why)
-		case procOther:
-			return fmt.Errorf("%s: %w: %s; left alone", name, ErrNotOurs, why)
+		why, err := ours(m.Binary, nd)
+		switch {
+		case errors.Is(err, ErrNotRunning):
+			return fmt.Errorf("%s: %w (%s)", name, err, why)
+		case err != nil:
+			return fmt.Errorf("%s: %w: %s; left alone", name, err, why)
 		}
 		return nil
 	}
@@ -120,6 +121,18 @@ func (n *Net) Kill(ctx context.Context, name string) (Node, error) {
 		return nd, fmt.Errorf("%s: pid %d survives SIGKILL: %w", name, nd.PID, err)
 	}
 	return nd, nil
+}
+
+// ours is the check before signalling nd's daemon: nil when its PID still
+// runs it, else ErrNotRunning or ErrNotOurs and why, in words.
+func ours(bin string, nd Node) (why string, err error) {
+	switch st, why := probe(bin, nd); st {
+	case procGone:
+		return why, ErrNotRunning
+	case procOther:
+		return why, ErrNotOurs
+	}
+	return "", nil
 }
 
 // waitGone waits until nd's daemon has ended: no process at its PID,
@@ -195,22 +208,18 @@ func (n *Net) stop(ctx context.Context, m Manifest, grace time.Duration) []StopR
 	t0 := time.Now()
 	for i, nd := range m.Nodes {
 		res[i] = StopResult{Name: nd.Name, PID: nd.PID}
-		err := signalIf(nd.PID, syscall.SIGTERM, func() error {
-			switch st, why := probe(m.Binary, nd); st {
-			case procGone:
-				return fmt.Errorf("%w: %s", ErrNotRunning, why)
-			case procOther:
-				return fmt.Errorf("%w: %s", ErrNotOurs, why)
-			}
-			return nil
+		var why string
+		err := signalIf(nd.PID, syscall.SIGTERM, func() (err error) {
+			why, err = ours(m.Binary, nd)
+			return err
 		})
 		switch {
 		case err == nil:
 			term = append(term, i)
 		case errors.Is(err, ErrNotRunning):
-			res[i].Outcome, res[i].Detail = NotRunning, strings.TrimPrefix(err.Error(), ErrNotRunning.Error()+": ")
+			res[i].Outcome, res[i].Detail = NotRunning, why
 		case errors.Is(err, ErrNotOurs):
-			res[i].Outcome, res[i].Detail = LeftAlone, strings.TrimPrefix(err.Error(), ErrNotOurs.Error()+": ")
+			res[i].Outcome, res[i].Detail = LeftAlone, why
 		default:
 			res[i].Outcome, res[i].Detail = Failed, err.Error()
 		}

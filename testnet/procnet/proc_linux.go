@@ -92,17 +92,14 @@ func reap(pid int) {
 // ends and its PID is reused in between. Kernels without pidfds (before
 // 5.3) get a plain kill after the check.
 func signalIf(pid int, sig syscall.Signal, check func() error) error {
-	if pid <= 0 {
-		if err := check(); err != nil {
-			return err
-		}
-		return fmt.Errorf("pid %d: %w", pid, ErrNotRunning)
-	}
 	gone := func() error {
 		if err := check(); err != nil {
 			return err
 		}
 		return fmt.Errorf("pid %d: %w", pid, ErrNotRunning)
+	}
+	if pid <= 0 {
+		return gone()
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {

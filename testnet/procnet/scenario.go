@@ -50,11 +50,6 @@ type ScenarioConfig struct {
 	// Receipts is how many receipts each buyer acknowledges before it ends
 	// its lease.
 	Receipts int
-	// Demand holds the book filters of each buyer's best lease, by their
-	// GET /v1/book parameter names (region, vcpu, max_price, ...); nil
-	// means the scenario's own offers, profile ScenarioProfile, cheapest
-	// first.
-	Demand map[string]string
 	// Fault is a fault to inject: "" or FaultKillSeller.
 	Fault string
 	// Downtime is how long the killed seller stays down.
@@ -154,7 +149,7 @@ func (n *Net) Scenario(ctx context.Context, cfg ScenarioConfig) (*Report, error)
 		return nil, fmt.Errorf("scenario: the testnet at %s has %d sellers and %d buyers: want one of each at least", m.Dir, len(r.sellers), len(r.buyers))
 	}
 	r.slots = (len(r.buyers) + len(r.sellers) - 1) / len(r.sellers)
-	if cfg.Demand == nil && r.slots > runtime.NumCPU() {
+	if r.slots > runtime.NumCPU() {
 		return nil, fmt.Errorf("scenario: %d buyers and %d sellers: each seller would run %d instances of 1 vCPU on this machine of %d CPUs: run it with more sellers", len(r.buyers), len(r.sellers), r.slots, runtime.NumCPU())
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)

@@ -45,11 +45,8 @@ func (r *run) buyer(ctx context.Context, i int, l *LeaseReport) {
 		b, protocol.FormatSize(app.Size), l.Import.Std(), short(app.CID))
 	r.check(CheckImport, b, true, "%s in %s", protocol.FormatSize(app.Size), l.Import.Std())
 
-	// The best lease for the demand.
-	demand := r.cfg.Demand
-	if demand == nil {
-		demand = map[string]string{"profile": ScenarioProfile}
-	}
+	// The best lease among the scenario's offers, cheapest first.
+	demand := map[string]string{"profile": ScenarioProfile}
 	t0 = time.Now()
 	ls, err := c.NewLease(ctx, api.LeaseRequest{Best: demand, Appliance: app.CID, For: api.Duration(r.cfg.Lease)})
 	rtt := time.Since(t0)
@@ -600,9 +597,6 @@ func attemptWords(as []api.Attempt) string {
 
 // demandWords prints book filters: profile c1m1, region eu.
 func demandWords(d map[string]string) string {
-	if len(d) == 0 {
-		return "any offer, cheapest first"
-	}
 	var out []string
 	for k, v := range d {
 		out = append(out, k+" "+v)
