@@ -371,7 +371,7 @@ func cmdTestnetLogs(ctx context.Context, c *cli, args []string) error {
 	}
 	defer file.Close()
 	if *o.lines > 0 {
-		if err := seekLastLines(file, int(*o.lines)); err != nil {
+		if err := procnet.SeekLastLines(file, int(*o.lines)); err != nil {
 			return err
 		}
 	}
@@ -395,43 +395,6 @@ func cmdTestnetLogs(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 	}
-}
-
-// seekLastLines positions f at the start of its last k lines.
-func seekLastLines(f *os.File, k int) error {
-	info, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	const chunk = 64 << 10
-	size := info.Size()
-	end := size
-	// A final newline ends the last line; it does not start another.
-	seen := -1
-	buf := make([]byte, chunk)
-	for end > 0 {
-		start := max(end-chunk, 0)
-		b := buf[:end-start]
-		if _, err := f.ReadAt(b, start); err != nil && err != io.EOF {
-			return err
-		}
-		for i := len(b) - 1; i >= 0; i-- {
-			if b[i] != '\n' {
-				continue
-			}
-			if start+int64(i) == size-1 {
-				continue
-			}
-			seen++
-			if seen == k-1 {
-				_, err := f.Seek(start+int64(i)+1, io.SeekStart)
-				return err
-			}
-		}
-		end = start
-	}
-	_, err = f.Seek(0, io.SeekStart)
-	return err
 }
 
 type testnetDown struct {

@@ -733,19 +733,62 @@ func first(s []string, k int) []string {
 
 // tail returns the last k lines of a file, indented, for an error.
 func tail(path string, k int) string {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "    (" + err.Error() + ")"
 	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > k {
-		lines = lines[len(lines)-k:]
+	defer f.Close()
+	if err := SeekLastLines(f, k); err != nil {
+		return "    (" + err.Error() + ")"
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "    (" + err.Error() + ")"
 	}
 	var sb strings.Builder
-	for _, l := range lines {
+	for _, l := range bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n")) {
 		sb.WriteString("    ")
 		sb.Write(l)
 		sb.WriteByte('\n')
 	}
 	return strings.TrimRight(sb.String(), "\n")
+}
+
+// SeekLastLines positions f at the start of its last k lines, reading
+// backwards from the end in chunks: a log of any size costs what its end
+// does.
+func SeekLastLines(f *os.File, k int) error {
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	const chunk = 64 << 10
+	size := info.Size()
+	end := size
+	// A final newline ends the last line; it does not start another.
+	seen := -1
+	buf := make([]byte, chunk)
+	for end > 0 {
+		start := max(end-chunk, 0)
+		b := buf[:end-start]
+		if _, err := f.ReadAt(b, start); err != nil && err != io.EOF {
+			return err
+		}
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i] != '\n' {
+				continue
+			}
+			if start+int64(i) == size-1 {
+				continue
+			}
+			seen++
+			if seen == k-1 {
+				_, err := f.Seek(start+int64(i)+1, io.SeekStart)
+				return err
+			}
+		}
+		end = start
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return err
 }

@@ -462,3 +462,53 @@ func TestSeekTailHelpers(t *testing.T) {
 		t.Fatalf("tail = %q", got)
 	}
 }
+
+func TestSeekLastLines(t *testing.T) {
+	long := strings.Repeat("x", 100<<10) // longer than one chunk
+	for _, tc := range []struct {
+		name, in string
+		k        int
+		want     string
+	}{
+		{"last two", "a\nb\nc\n", 2, "b\nc\n"},
+		{"more than there are", "a\nb\n", 5, "a\nb\n"},
+		{"no final newline", "a\nb\nc", 1, "c"},
+		{"one", "a\nb\nc\n", 1, "c\n"},
+		{"empty", "", 3, ""},
+		{"across chunks", "first\n" + long + "\nlast\n", 2, long + "\nlast\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "log")
+			if err := os.WriteFile(path, []byte(tc.in), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := SeekLastLines(f, tc.k); err != nil {
+				t.Fatal(err)
+			}
+			b := new(strings.Builder)
+			buf := make([]byte, 1<<20)
+			for {
+				n, err := f.Read(buf)
+				b.Write(buf[:n])
+				if err != nil {
+					break
+				}
+			}
+			if b.String() != tc.want {
+				t.Fatalf("got %q, want %q", trim(b.String()), trim(tc.want))
+			}
+		})
+	}
+}
+
+func trim(s string) string {
+	if len(s) > 40 {
+		return s[:20] + "…" + s[len(s)-20:]
+	}
+	return s
+}
