@@ -298,7 +298,7 @@ func (s *Service) runSend(ctx context.Context, j store.Job) error {
 		s.log.Error("send job with a bad ID", "id", j.ID)
 		return nil
 	}
-	again, err := s.send(ctx, id)
+	again, st, err := s.send(ctx, id)
 	if err != nil && !isClosed(err) {
 		s.log.Info("settle: not delivered yet", "lease", id, "err", err)
 	}
@@ -310,7 +310,7 @@ func (s *Service) runSend(ctx context.Context, j store.Job) error {
 	}
 	var due time.Time // the zero time: now, more to send
 	if again != sendNow {
-		delay, giveUp := s.retryDelay(id)
+		delay, giveUp := s.retryDelay(st)
 		if giveUp {
 			s.log.Warn("settle: giving up on a buyer that has not answered since the lease ended", "lease", id, "after", s.cfg.GiveUpAfter)
 			return nil
@@ -325,13 +325,9 @@ func (s *Service) runSend(ctx context.Context, j store.Job) error {
 // retryDelay is when to try a silent buyer again: every Resend while the
 // lease runs, then less and less often as the lease's end recedes (an
 // eighth of the time since, at most an hour); after GiveUpAfter, never
-// (the claim, if any, stays in the ledger).
-func (s *Service) retryDelay(id cid.Cid) (time.Duration, bool) {
-	var st *state
-	_ = s.db.View(func(t *store.Txn) error {
-		st, _, _ = getState(t, true, id)
-		return nil
-	})
+// (the claim, if any, stays in the ledger). st is the lease's state as
+// send last read it.
+func (s *Service) retryDelay(st *state) (time.Duration, bool) {
 	if st == nil || st.Ended == 0 {
 		return s.cfg.Resend, false
 	}
@@ -346,41 +342,42 @@ func (s *Service) retryDelay(id cid.Cid) (time.Duration, bool) {
 const sendNow = time.Duration(-1)
 
 // send does one round of runSend. It returns when to run again (0: not
-// needed) or the error that stopped it (run again after Resend).
-func (s *Service) send(ctx context.Context, id cid.Cid) (time.Duration, error) {
+// needed) or the error that stopped it (run again after Resend), and the
+// lease's state as it last read it (nil when there is none).
+func (s *Service) send(ctx context.Context, id cid.Cid) (time.Duration, *state, error) {
 	st, raws, err := s.unanswered(id)
 	if err != nil || st == nil {
-		return 0, err
+		return 0, st, err
 	}
 	buyer, err := peerOf(st.Counterparty)
 	if err != nil {
-		return 0, err
+		return 0, st, err
 	}
 	if len(raws) > 0 {
 		if err := s.deliver(ctx, id, buyer, raws); err != nil {
 			s.noteUnacked(ctx, id)
-			return 0, s.maybeClaim(ctx, id, err)
+			return 0, st, s.maybeClaim(ctx, id, err)
 		}
 		before := st.Answered
 		st, raws, err = s.unanswered(id)
 		if err != nil {
-			return 0, err
+			return 0, st, err
 		}
 		if len(raws) > 0 {
 			if st.Answered > before {
-				return sendNow, nil // more to send
+				return sendNow, st, nil // more to send
 			}
 			s.noteUnacked(ctx, id)
-			return 0, s.maybeClaim(ctx, id, fmt.Errorf("%w: the buyer answered none of %d receipts", ErrRefused, len(raws)))
+			return 0, st, s.maybeClaim(ctx, id, fmt.Errorf("%w: the buyer answered none of %d receipts", ErrRefused, len(raws)))
 		}
 	}
 	if !st.Final || st.Status == StatusSettled || st.Status == StatusDisputed {
-		return 0, nil
+		return 0, st, nil
 	}
 	if err := s.proposeSettlement(ctx, id, st); err != nil {
-		return 0, s.maybeClaim(ctx, id, err)
+		return 0, st, s.maybeClaim(ctx, id, err)
 	}
-	return 0, nil
+	return 0, st, nil
 }
 
 // unanswered reads a seller's state and the receipts the buyer has not
