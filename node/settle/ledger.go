@@ -2,6 +2,7 @@ package settle
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -70,8 +71,12 @@ func (s *Service) stateOf(t *store.Txn, id cid.Cid) (*state, bool, error) {
 		}
 	}
 	for _, sold := range []bool{false, true} {
-		if l, err := s.leases.Lease(id, sold); err == nil {
+		l, err := s.leases.Lease(id, sold)
+		if err == nil {
 			return newState(sold, l), sold, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, false, err
 		}
 	}
 	return nil, false, fmt.Errorf("%w: this node holds no receipts or settlement of lease %s ('settle ls' lists them)", ErrNotFound, id)
