@@ -298,29 +298,40 @@ func (sw *swarmSource) read(ss *streamSource) {
 
 // reopen replaces a helper's failed stream by a new one and sends it the
 // wants that were pending on the old one, w first. It reports false if no
-// new stream could be opened (or the source is closed).
+// new stream could be opened (or the source is closed); the wants other
+// than w are then back on the stream for the caller to pass on with w.
 func (sw *swarmSource) reopen(ss *streamSource, w want) (*bufio.Reader, bool) {
 	ss.reopens++
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	if ss.closed {
+		ss.mu.Unlock()
 		return nil, false
 	}
 	pending := []want{w}
 	for len(ss.expect) > 0 {
 		pending = append(pending, <-ss.expect)
 	}
-	restore := func() {
-		for _, p := range pending {
-			ss.expect <- p
-		}
-	}
+	// Dialing takes up to the connect timeout: meanwhile the stream counts
+	// as dead, so that new wants go to the primary and flushes pass it by,
+	// and the lock is not held.
+	ss.dead = true
 	_ = ss.st.Reset()
+	ss.mu.Unlock()
 	st, err := sw.open(ss.peer)
-	if err != nil {
-		restore() // the caller drops the helper and passes them on
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err != nil || ss.closed {
+		if err == nil {
+			_ = st.Reset()
+		}
+		if !ss.closed {
+			for _, p := range pending[1:] {
+				ss.expect <- p
+			}
+		}
 		return nil, false
 	}
+	ss.dead = false
 	ss.st, ss.bw = st, bufio.NewWriterSize(st, 4<<10)
 	var hdr [binary.MaxVarintLen64]byte
 	for _, p := range pending {
@@ -341,11 +352,12 @@ func (sw *swarmSource) close(ok bool) {
 			ss.closed = true
 			close(ss.expect)
 		}
+		st := ss.st // reopen replaces it under the lock
 		ss.mu.Unlock()
 		if ok && !ss.helper {
-			_ = ss.st.Close()
+			_ = st.Close()
 		} else {
-			_ = ss.st.Reset()
+			_ = st.Reset()
 		}
 	}
 }
