@@ -96,7 +96,11 @@ func Open(opts Options) (*DB, error) {
 		listeners: make(map[chan struct{}]struct{}),
 	}
 	db.gateCond = sync.NewCond(&db.gateMu)
-	db.sync = newSyncer(bdb, opts.Dir, log)
+	var drop *dropBehind
+	if !opts.KeepValueLogCached {
+		drop = newDropBehind(opts.Dir, log)
+	}
+	db.sync = newSyncer(bdb, opts.Dir, drop, log)
 	if opts.GCInterval > 0 {
 		db.wg.Add(1)
 		go db.gcLoop(opts.GCInterval)

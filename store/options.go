@@ -78,6 +78,12 @@ type Options struct {
 	// MaxConflictRetries is how many times Update runs its function again
 	// when badger reports a conflict with a concurrent transaction.
 	MaxConflictRetries int
+	// KeepValueLogCached keeps the value log's pages in memory after a sync
+	// round has written them to disk. By default (false) they are freed
+	// (Linux only, see dropbehind_linux.go): appliance blocks are written
+	// in bulk and read back rarely, and caching them cost a bulk writer
+	// most of its CPU in fresh memory and TLB shootdowns.
+	KeepValueLogCached bool
 
 	// syncEveryWrite makes badger fsync every commit itself (SyncWrites)
 	// instead of the group-commit syncer. Only for the benchmark that

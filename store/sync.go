@@ -47,6 +47,9 @@ type syncer struct {
 	// Owned by the loop goroutine: the highest log file ids seen by the
 	// previous round, by extension.
 	seen map[string]int64
+	// drop frees the value-log pages each round made durable; nil keeps
+	// them cached (Options.KeepValueLogCached).
+	drop *dropBehind
 
 	rounds atomic.Int64 // completed rounds, for benchmarks and tests
 }
@@ -60,10 +63,11 @@ type syncRound struct {
 // value log.
 var logExts = []string{".mem", ".vlog"}
 
-func newSyncer(bdb *badger.DB, dir string, log *slog.Logger) *syncer {
+func newSyncer(bdb *badger.DB, dir string, drop *dropBehind, log *slog.Logger) *syncer {
 	s := &syncer{
 		bdb:  bdb,
 		dir:  dir,
+		drop: drop,
 		log:  log,
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
@@ -136,6 +140,12 @@ func (s *syncer) loop() {
 
 // round syncs everything committed before it started.
 func (s *syncer) round() error {
+	// The value log written so far, in the file that was current at the
+	// end of the last round and the one before it, is synced by this
+	// round: its pages can go afterwards.
+	cur := s.seen[".vlog"]
+	marks := s.drop.mark(cur-1, cur)
+	s.drop.unmap(marks)
 	if err := s.bdb.Sync(); err != nil {
 		return err
 	}
@@ -157,7 +167,11 @@ func (s *syncer) round() error {
 		}
 		s.seen[ext] = cur
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.drop.release(marks)
+	return nil
 }
 
 func (s *syncer) close() {
