@@ -93,23 +93,59 @@ type dagConn interface {
 	SetWriteDeadline(time.Time) error
 }
 
-// serveDAG answers requests until the requester closes its side.
+// serveDAG answers requests until the requester closes its side. It
+// reads each block (from the disk, when the page cache no longer holds
+// it) while the one before goes out: a reader and a sender, with two
+// block buffers between them.
 func (s *Service) serveDAG(ctx context.Context, st dagConn) error {
+	answers := make(chan dagAnswer, 1)
+	free := make(chan []byte, 2)
+	free <- nil
+	free <- nil
+	stop := make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(answers)
+		readErr = s.readRequests(ctx, st, free, answers, stop)
+	}()
+	if err := s.sendAnswers(st, free, answers); err != nil {
+		close(stop)
+		_ = st.SetReadDeadline(time.Now()) // wake the reader
+		for range answers {
+		}
+		return err
+	}
+	return readErr // answers is closed: the reader has returned
+}
+
+// dagAnswer goes from serveDAG's reader to its sender.
+type dagAnswer struct {
+	data     []byte // the block; the sender gives the buffer back
+	dontHave bool
+	flush    bool // no request is waiting: send what is buffered
+}
+
+// readRequests reads the requests and their blocks, in order, until the
+// requester closes its side (nil) or stop is closed.
+func (s *Service) readRequests(ctx context.Context, st dagConn, free chan []byte, answers chan<- dagAnswer, stop <-chan struct{}) error {
 	br := bufio.NewReaderSize(st, 4<<10)
-	bw := bufio.NewWriterSize(st, streamBufSize)
-	var hdr [1 + binary.MaxVarintLen64]byte
 	cbuf := make([]byte, maxCIDLen)
-	var buf []byte // the block being sent, reused
+	send := func(a dagAnswer) bool {
+		select {
+		case answers <- a:
+			return true
+		case <-stop:
+			return false
+		}
+	}
 	for {
-		if br.Buffered() == 0 {
-			if err := bw.Flush(); err != nil {
-				return err
-			}
+		if br.Buffered() == 0 && !send(dagAnswer{flush: true}) {
+			return nil
 		}
 		_ = st.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		n, err := binary.ReadUvarint(br)
 		if err == io.EOF {
-			return bw.Flush()
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read request: %w", err)
@@ -124,29 +160,60 @@ func (s *Service) serveDAG(ctx context.Context, st dagConn) error {
 		if err != nil {
 			return fmt.Errorf("request: %v: %w", err, ErrInvalid)
 		}
-		_ = st.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-stop:
+			return nil
+		}
 		data, err := s.readBlockInto(ctx, c, buf[:0])
 		switch {
 		case isNotFound(err):
+			free <- buf // never blocks: it came from free
+			if !send(dagAnswer{dontHave: true}) {
+				return nil
+			}
+		case err != nil:
+			return fmt.Errorf("read block %s: %w", c, err)
+		default:
+			if !send(dagAnswer{data: data}) {
+				return nil
+			}
+		}
+	}
+}
+
+// sendAnswers writes the answers until the reader is done.
+func (s *Service) sendAnswers(st dagConn, free chan<- []byte, answers <-chan dagAnswer) error {
+	bw := bufio.NewWriterSize(st, streamBufSize)
+	var hdr [1 + binary.MaxVarintLen64]byte
+	for a := range answers {
+		_ = st.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		switch {
+		case a.flush:
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			continue
+		case a.dontHave:
 			if err := bw.WriteByte(dagDontHave); err != nil {
 				return err
 			}
 			continue
-		case err != nil:
-			return fmt.Errorf("read block %s: %w", c, err)
 		}
-		buf = data
 		hdr[0] = dagBlock
-		m := 1 + binary.PutUvarint(hdr[1:], uint64(len(data)))
+		m := 1 + binary.PutUvarint(hdr[1:], uint64(len(a.data)))
 		if _, err := bw.Write(hdr[:m]); err != nil {
 			return err
 		}
-		if _, err := bw.Write(data); err != nil {
+		if _, err := bw.Write(a.data); err != nil {
 			return err
 		}
 		s.stats.blocksServed.Add(1)
-		s.stats.bytesServed.Add(uint64(len(data)))
+		s.stats.bytesServed.Add(uint64(len(a.data)))
+		free <- a.data // never blocks: two buffers, two slots
 	}
+	return bw.Flush()
 }
 
 // blockViewer is what the store's datastore offers beyond go-datastore: a
