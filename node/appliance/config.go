@@ -9,21 +9,20 @@ import (
 )
 
 // DefaultChunkSize is the size of the leaves Import cuts a file into:
-// 1 MiB, the largest chunk every IPFS implementation takes (kubo's chunker
-// stops at 1 MiB, bitswap at 2 MiB blocks), so that any IPFS node can
-// fetch and serve our appliances.
+// 256 KiB, kubo's default chunk, so that a file imported here and by
+// `ipfs add --cid-version=1` (raw leaves, balanced, 174 links: the same
+// layout) gets the same CID.
 //
-// Measured with BenchmarkImport and BenchmarkTransfer (256 MiB, 2 cores,
-// badger through the store's adapter, 8 MiB in flight, CPU time per byte
-// because the machine was shared): against 256 KiB, 1 MiB chunks imported
-// at 171-216 vs 168-191 MB per CPU-second and fetched at 100-134 vs
-// 94-129 (DAG stream) and 95-113 vs 79-94 (bitswap), wall-clock rates
-// agreeing within the noise. The rate is bounded by badger's writes either
-// way; what the bigger chunk buys is a quarter of the blocks: a quarter of
-// the keys in badger's LSM tree and its index cache, of the wantlist
-// entries and messages of bitswap, and of the links (one inner node per
-// 174 MiB instead of per 43.5 MiB).
-const DefaultChunkSize = 1 << 20
+// Measured with BenchmarkImport and BenchmarkTransfer at 1 GiB on the 2
+// cores, 2026-11-26 (docs/BENCHMARKS.md), against 1 MiB chunks: a DAG
+// stream fetch at 46 % of the hashed TCP copy against 39-40 % (212 against
+// 174-185 MB per CPU-second), bitswap at 28-30 % against 32-33 %, import
+// at 88 % of badger's synced write rate against 93 %. The fetch by DAG
+// stream is what a seller does, so it decides. 1 MiB chunks would keep a
+// quarter of the blocks: of the keys in badger's LSM tree, of the wantlist
+// entries of bitswap and of the links (one inner node per 43.5 MiB of file
+// instead of per 174 MiB); a node that prefers that sets ChunkSize.
+const DefaultChunkSize = 256 << 10
 
 // MinChunkSize is the smallest chunk size Validate accepts.
 const MinChunkSize = 16 << 10

@@ -78,3 +78,17 @@ func TestFetchFromHelpers(t *testing.T) {
 		})
 	}
 }
+
+// TestHelperMissLimit: a helper is given up after the same number of bytes
+// of "don't have", whatever the leaf size.
+func TestHelperMissLimit(t *testing.T) {
+	for _, tc := range []struct {
+		largest int
+		want    int32
+	}{{1 << 20, 32}, {256 << 10, 128}, {2 << 20, 16}, {48 << 20, 1}} {
+		sw := &swarmSource{run: &fetchRun{largest: tc.largest}}
+		if got := sw.missLimit(); got != tc.want {
+			t.Errorf("leaves of %d bytes: a helper is given up after %d misses, want %d", tc.largest, got, tc.want)
+		}
+	}
+}
