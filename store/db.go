@@ -98,7 +98,7 @@ func Open(opts Options) (*DB, error) {
 	db.gateCond = sync.NewCond(&db.gateMu)
 	var drop *dropBehind
 	if !opts.KeepValueLogCached {
-		drop = newDropBehind(opts.Dir, log)
+		drop = newDropBehind(opts.Dir, opts.ValueLogFileSize, log)
 	}
 	db.sync = newSyncer(bdb, opts.Dir, drop, log)
 	if opts.GCInterval > 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,26 +27,33 @@ import (
 // perf profile of a 1 GiB fetch put 26 % of its CPU in zeroing those fresh
 // pages and 10 % in the shootdowns.
 //
-// After a round, the pages written before it are clean: MADV_PAGEOUT on
-// badger's mapping of that range unmaps and frees them with one batched
-// TLB flush, and POSIX_FADV_DONTNEED frees any that were not mapped. The
-// next pages badger writes reuse that memory. Both calls only drop clean
-// copies of data that is on disk: a page written since, or a wrong range,
-// is left as it is (PAGEOUT never discards data, on any kind of memory), so
-// the worst a stale guess can cost is a page read back from disk.
+// Before a round's syncs, MADV_PAGEOUT on badger's mapping of the range
+// written so far unmaps those pages with one batched TLB flush; they stay
+// in the page cache, dirty, and writeback then has nothing to
+// write-protect. After the syncs, POSIX_FADV_DONTNEED frees them: it frees
+// only clean pages that nobody maps. The next pages badger writes reuse
+// that memory. Neither call discards data: a page written since the mark
+// stays dirty and is left alone. A stale or wrong range (the maps are read
+// without badger's lock) can at worst unmap pages that then fault back in,
+// or page out other clean pages.
 // Measured: store's BenchmarkBulkWrite and node/appliance's
 // BenchmarkTransfer (docs/BENCHMARKS.md).
 //
 // It also keeps a large fetch from pushing the rest of the machine's page
 // cache out.
 type dropBehind struct {
-	dir     string
-	log     *slog.Logger
-	off     bool            // PAGEOUT is not supported (before Linux 5.4)
-	dropped map[int64]int64 // value-log id -> offset dropped up to
+	dir      string
+	fileSize int64 // badger's ValueLogFileSize
+	page     int64
+	log      *slog.Logger
+	off      bool            // it cannot work here (see unmap)
+	next     int64           // the lowest value-log id that may hold pages to drop; 0 before the first round
+	marked   int64           // the current file of the round in progress: next once it succeeds
+	dropped  map[int64]int64 // value-log id -> offset dropped up to
 }
 
-// dropMinBytes is the least a file must have grown by to be worth a pass.
+// dropMinBytes is the least the file being written must have grown by to
+// be worth a pass; a file badger has finished is dropped to its end.
 const dropMinBytes = 8 << 20
 
 // dropMark is a value-log file and how far it was written before a round.
@@ -54,40 +62,72 @@ type dropMark struct {
 	end int64
 }
 
-func newDropBehind(dir string, log *slog.Logger) *dropBehind {
-	return &dropBehind{dir: dir, log: log, dropped: make(map[int64]int64)}
+func newDropBehind(dir string, fileSize int64, log *slog.Logger) *dropBehind {
+	return &dropBehind{dir: dir, fileSize: fileSize, page: int64(os.Getpagesize()), log: log, dropped: make(map[int64]int64)}
 }
 
-// mark returns, for the value-log files from first to last, how far each
-// is written now: the first hole (badger writes a file from its start and
-// sizes it up front; pages written, dirty or synced, are data). Call it
-// before the round's syncs.
-func (d *dropBehind) mark(first, last int64) []dropMark {
-	if d == nil || d.off || last == 0 {
+// mark returns how far each value-log file from the lowest one not yet
+// dropped to cur (the file being written at the end of the last round) is
+// written now. Call it before the round's syncs. A file before cur is
+// finished (badger truncated it to what it wrote); in cur, the first hole
+// is where badger is (it sizes the file up front and writes it from its
+// start; pages written, dirty or synced, are data), and the page there may
+// still be written to.
+func (d *dropBehind) mark(cur int64) []dropMark {
+	if d == nil || d.off || cur == 0 {
 		return nil
 	}
-	first = max(first, 1)
+	if d.next == 0 {
+		// The first round: from the oldest file (its pages may be cached
+		// since this process read or wrote them).
+		d.next = cur
+		if entries, err := os.ReadDir(d.dir); err == nil {
+			for _, e := range entries {
+				if id, err := strconv.ParseInt(strings.TrimSuffix(e.Name(), ".vlog"), 10, 64); err == nil && strings.HasSuffix(e.Name(), ".vlog") {
+					d.next = min(d.next, max(id, 1))
+				}
+			}
+		}
+	}
+	first := min(d.next, cur)
+	d.marked = cur
 	var marks []dropMark
-	for id := first; id <= last; id++ {
+	for id := first; id <= cur; id++ {
 		f, err := os.Open(filepath.Join(d.dir, logFileName(id, ".vlog")))
 		if err != nil {
 			continue // collected by value-log GC
 		}
-		end, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_HOLE)
+		var st unix.Stat_t
+		err = unix.Fstat(int(f.Fd()), &st)
+		var end int64
+		if err == nil {
+			end, err = unix.Seek(int(f.Fd()), 0, unix.SEEK_HOLE)
+		}
 		_ = f.Close()
 		if err != nil {
 			continue
 		}
-		// The last page may still be written to: keep it.
-		end = end&^(pageSize-1) - pageSize
-		if end-d.dropped[id] >= dropMinBytes {
+		finished := id < cur
+		if !finished {
+			if end >= st.Size && st.Size == 2*d.fileSize {
+				// No hole in a file as badger sized it, twice its size:
+				// this file system does not report holes (NFSv3, 9p),
+				// the end of the data is unknown. (A file badger has
+				// finished is cut to its data and ends in no hole.)
+				if d.dropped[id] == 0 {
+					d.log.Info("store: value-log drop-behind cannot find the end of the data on this file system; the page cache keeps the value log")
+				}
+				d.dropped[id] = -1
+				continue
+			}
+			end = end&^(d.page-1) - d.page
+		}
+		if from := d.dropped[id]; from >= 0 && (end-from >= dropMinBytes || finished && end > from) {
 			marks = append(marks, dropMark{id, end})
 		}
 	}
 	return marks
 }
-
-const pageSize = 4096
 
 // unmap takes the pages of marks out of badger's memory map before the
 // round's syncs, so that writing them back does not have to
@@ -105,7 +145,9 @@ func (d *dropBehind) unmap(marks []dropMark) {
 	for _, m := range marks {
 		err := d.pageOut(maps, m.id, d.dropped[m.id], m.end)
 		if errors.Is(err, unix.EINVAL) {
-			d.off = true // MADV_PAGEOUT unknown: the kernel is older than 5.4
+			// MADV_PAGEOUT unknown (Linux before 5.4) or refused.
+			d.off = true
+			d.log.Info("store: value-log drop-behind is off: the kernel refused MADV_PAGEOUT; the page cache keeps the value log", "err", err)
 		}
 		if err != nil {
 			d.log.Debug("store: drop-behind", "file", logFileName(m.id, ".vlog"), "err", err)
@@ -115,9 +157,10 @@ func (d *dropBehind) unmap(marks []dropMark) {
 }
 
 // release frees the pages of marks, which the round has written to disk:
-// clean pages that are not mapped; any other is left alone.
+// clean pages that are not mapped; any other is left alone. Call it once
+// the round has succeeded, with or without marks.
 func (d *dropBehind) release(marks []dropMark) {
-	if len(marks) == 0 {
+	if d == nil || d.marked == 0 {
 		return
 	}
 	for _, m := range marks {
@@ -131,9 +174,10 @@ func (d *dropBehind) release(marks []dropMark) {
 		}
 		d.dropped[m.id] = m.end
 	}
-	// Forget the files that value-log GC deleted.
+	// Every file before the round's current one is dropped to its end.
+	d.next, d.marked = d.marked, 0
 	for id := range d.dropped {
-		if _, err := os.Stat(filepath.Join(d.dir, logFileName(id, ".vlog"))); err != nil {
+		if id < d.next {
 			delete(d.dropped, id)
 		}
 	}
@@ -142,11 +186,12 @@ func (d *dropBehind) release(marks []dropMark) {
 // pageOut unmaps the pages of value-log file id in [from, to) from this
 // process's mappings of it (badger's).
 func (d *dropBehind) pageOut(maps []byte, id, from, to int64) error {
+	name := logFileName(id, ".vlog")
 	var st unix.Stat_t
-	if err := unix.Stat(filepath.Join(d.dir, logFileName(id, ".vlog")), &st); err != nil {
+	if err := unix.Stat(filepath.Join(d.dir, name), &st); err != nil {
 		return nil // deleted meanwhile: nothing to free
 	}
-	for _, m := range fileMappings(maps, st.Dev, st.Ino) {
+	for _, m := range fileMappings(maps, name, st.Ino) {
 		lo, hi := max(from, m.off), min(to, m.off+int64(m.end-m.start))
 		if lo >= hi {
 			continue
@@ -166,17 +211,18 @@ type mapping struct {
 	off        int64
 }
 
-// fileMappings returns the mappings of the file with device dev and inode
-// ino in maps (the text of /proc/self/maps).
-func fileMappings(maps []byte, dev, ino uint64) []mapping {
+// fileMappings returns the mappings in maps (the text of /proc/self/maps)
+// of the file named name (a base name) with inode ino. The device is not
+// compared: on btrfs and overlayfs the maps show another device number
+// than stat.
+func fileMappings(maps []byte, name string, ino uint64) []mapping {
 	var out []mapping
-	want := fmt.Sprintf("%02x:%02x", unix.Major(dev), unix.Minor(dev))
 	sc := bufio.NewScanner(bytes.NewReader(maps))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
-		// start-end perms offset dev inode path
+		// start-end perms offset dev inode path [(deleted)]
 		f := bytes.Fields(sc.Bytes())
-		if len(f) < 6 || string(f[3]) != want {
+		if len(f) < 6 || filepath.Base(string(f[5])) != name {
 			continue
 		}
 		if n, err := strconv.ParseUint(string(f[4]), 10, 64); err != nil || n != ino {

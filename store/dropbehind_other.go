@@ -10,8 +10,8 @@ type dropBehind struct{}
 
 type dropMark struct{}
 
-func newDropBehind(string, *slog.Logger) *dropBehind { return nil }
+func newDropBehind(string, int64, *slog.Logger) *dropBehind { return nil }
 
-func (*dropBehind) mark(int64, int64) []dropMark { return nil }
-func (*dropBehind) unmap([]dropMark)             {}
-func (*dropBehind) release([]dropMark)           {}
+func (*dropBehind) mark(int64) []dropMark { return nil }
+func (*dropBehind) unmap([]dropMark)      {}
+func (*dropBehind) release([]dropMark)    {}

@@ -140,11 +140,9 @@ func (s *syncer) loop() {
 
 // round syncs everything committed before it started.
 func (s *syncer) round() error {
-	// The value log written so far, in the file that was current at the
-	// end of the last round and the one before it, is synced by this
-	// round: its pages can go afterwards.
-	cur := s.seen[".vlog"]
-	marks := s.drop.mark(cur-1, cur)
+	// The value log written so far is synced by this round: its pages
+	// can go afterwards (drop-behind).
+	marks := s.drop.mark(s.seen[".vlog"])
 	s.drop.unmap(marks)
 	if err := s.bdb.Sync(); err != nil {
 		return err
