@@ -143,6 +143,13 @@ func (s *Service) readRequests(ctx context.Context, st dagConn, free chan []byte
 			return nil
 		}
 		_ = st.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		select {
+		case <-stop:
+			// The sender failed and set a past deadline to wake this
+			// read; the one just set may have replaced it.
+			return nil
+		default:
+		}
 		n, err := binary.ReadUvarint(br)
 		if err == io.EOF {
 			return nil
@@ -194,6 +201,10 @@ func (s *Service) sendAnswers(st dagConn, free chan<- []byte, answers <-chan dag
 			if err := bw.Flush(); err != nil {
 				return err
 			}
+			// Everything asked for is out: the requester has IdleTimeout
+			// from now to ask again (the reader set its deadline when it
+			// queued the flush, perhaps two blocks ago).
+			_ = st.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 			continue
 		case a.dontHave:
 			if err := bw.WriteByte(dagDontHave); err != nil {

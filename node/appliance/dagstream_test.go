@@ -7,7 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"os"
+	"net"
 	"testing"
 	"time"
 
@@ -77,41 +77,35 @@ func TestServeDAG(t *testing.T) {
 	}
 }
 
-// pipeConn is a stream whose writes fail; a read deadline in the past
-// ends a read that waits, as on a real stream.
-type pipeConn struct {
-	r *io.PipeReader
-}
+// failWriteConn is one end of a net.Pipe (real deadlines) whose writes
+// fail.
+type failWriteConn struct{ net.Conn }
 
 var errWriteFails = errors.New("write fails")
 
-func (p pipeConn) Read(b []byte) (int, error)       { return p.r.Read(b) }
-func (p pipeConn) Write([]byte) (int, error)        { return 0, errWriteFails }
-func (p pipeConn) SetWriteDeadline(time.Time) error { return nil }
-func (p pipeConn) SetReadDeadline(t time.Time) error {
-	if !t.IsZero() && !t.After(time.Now()) {
-		_ = p.r.CloseWithError(os.ErrDeadlineExceeded)
-	}
-	return nil
-}
+func (failWriteConn) Write([]byte) (int, error) { return 0, errWriteFails }
 
 // TestServeDAGWriteFails: when an answer cannot be sent, serveDAG returns
-// the error at once, also while its reader waits for the next request.
+// the error at once, also while its reader waits for the next request
+// (IdleTimeout is 15 s here).
 func TestServeDAGWriteFails(t *testing.T) {
 	s := newNode(t, nodeOpts{})
 	info, _ := importPRNG(t, s.Service, 72, 1<<20)
-	r, w := io.Pipe()
-	defer w.Close()
-	go func() { _, _ = w.Write(request(info.CID)) }() // and no more, no EOF
-	done := make(chan error, 1)
-	go func() { done <- s.serveDAG(context.Background(), pipeConn{r}) }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, errWriteFails) {
-			t.Fatalf("serveDAG = %v, want the write's error", err)
+	for range 10 {
+		server, client := net.Pipe()
+		go func() { _, _ = client.Write(request(info.CID)) }() // and no more, no EOF
+		done := make(chan error, 1)
+		go func() { done <- s.serveDAG(context.Background(), failWriteConn{server}) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, errWriteFails) {
+				t.Fatalf("serveDAG = %v, want the write's error", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("serveDAG did not return after a failed write")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serveDAG did not return after a failed write")
+		_ = client.Close()
+		_ = server.Close()
 	}
 }
 
