@@ -14,7 +14,7 @@ import (
 )
 
 const (
-	testCID  = "bafybeidaywo772ncztv4xuzvyxbghqnxwsujsrof53mjfu4duc7orx7d54"
+	testCID  = "bafybeiebfcbqf7vj2r2ynzhxchgauzcwnkluaw3mudoivox35akwtzowcm"
 	testPeer = "12D3KooWGzBvjZ8RsGdLyqH5Rz6q3H2Wbqfkp5bn7oZcTn8uHkTx"
 )
 

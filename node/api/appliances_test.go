@@ -38,7 +38,7 @@ var testContent = func() []byte {
 
 // testApplianceCID is the CID of testContent, imported with the default
 // chunk size; a case checks it.
-const testApplianceCID = "bafybeidaywo772ncztv4xuzvyxbghqnxwsujsrof53mjfu4duc7orx7d54"
+const testApplianceCID = "bafybeiebfcbqf7vj2r2ynzhxchgauzcwnkluaw3mudoivox35akwtzowcm"
 
 // missingCID is a well-formed appliance CID that no test imports.
 var missingCID = func() string {
