@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,7 +45,7 @@ type dropBehind struct {
 	fileSize int64 // badger's ValueLogFileSize
 	page     int64
 	log      *slog.Logger
-	off      bool            // it cannot work here (see unmap)
+	off      bool            // it cannot work here (see mark and unmap)
 	next     int64           // the lowest value-log id that may hold pages to drop; 0 before the first round
 	marked   int64           // the current file of the round in progress: next once it succeeds
 	dropped  map[int64]int64 // value-log id -> offset dropped up to
@@ -81,12 +80,8 @@ func (d *dropBehind) mark(cur int64) []dropMark {
 		// The first round: from the oldest file (its pages may be cached
 		// since this process read or wrote them).
 		d.next = cur
-		if entries, err := os.ReadDir(d.dir); err == nil {
-			for _, e := range entries {
-				if id, err := strconv.ParseInt(strings.TrimSuffix(e.Name(), ".vlog"), 10, 64); err == nil && strings.HasSuffix(e.Name(), ".vlog") {
-					d.next = min(d.next, max(id, 1))
-				}
-			}
+		if _, lo, err := logIDs(d.dir); err == nil && lo[".vlog"] > 0 {
+			d.next = min(d.next, lo[".vlog"])
 		}
 	}
 	first := min(d.next, cur)
@@ -114,15 +109,13 @@ func (d *dropBehind) mark(cur int64) []dropMark {
 				// this file system does not report holes (NFSv3, 9p),
 				// the end of the data is unknown. (A file badger has
 				// finished is cut to its data and ends in no hole.)
-				if d.dropped[id] == 0 {
-					d.log.Info("store: value-log drop-behind cannot find the end of the data on this file system; the page cache keeps the value log")
-				}
-				d.dropped[id] = -1
-				continue
+				d.off = true
+				d.log.Info("store: value-log drop-behind is off: this file system does not report where a file's data ends (SEEK_HOLE); the page cache keeps the value log")
+				return nil
 			}
 			end = end&^(d.page-1) - d.page
 		}
-		if from := d.dropped[id]; from >= 0 && (end-from >= dropMinBytes || finished && end > from) {
+		if from := d.dropped[id]; end-from >= dropMinBytes || finished && end > from {
 			marks = append(marks, dropMark{id, end})
 		}
 	}

@@ -75,7 +75,7 @@ func newSyncer(bdb *badger.DB, dir string, drop *dropBehind, log *slog.Logger) *
 	}
 	// Files that exist at open were written by an earlier process; what of
 	// them reached the disk is settled.
-	s.seen, _ = maxLogIDs(dir)
+	s.seen, _, _ = logIDs(dir)
 	go s.loop()
 	return s
 }
@@ -147,7 +147,7 @@ func (s *syncer) round() error {
 	if err := s.bdb.Sync(); err != nil {
 		return err
 	}
-	ids, err := maxLogIDs(s.dir)
+	ids, _, err := logIDs(s.dir)
 	if err != nil {
 		return err
 	}
@@ -181,13 +181,14 @@ func (s *syncer) close() {
 	<-s.done
 }
 
-// maxLogIDs returns the highest id of each kind of log file in dir.
-func maxLogIDs(dir string) (map[string]int64, error) {
+// logIDs returns the highest and the lowest id of each kind of log file
+// in dir.
+func logIDs(dir string) (hi, lo map[string]int64, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ids := make(map[string]int64, len(logExts))
+	hi, lo = make(map[string]int64, len(logExts)), make(map[string]int64, len(logExts))
 	for _, e := range entries {
 		name := e.Name()
 		for _, ext := range logExts {
@@ -195,12 +196,16 @@ func maxLogIDs(dir string) (map[string]int64, error) {
 				continue
 			}
 			id, err := strconv.ParseInt(strings.TrimSuffix(name, ext), 10, 64)
-			if err == nil && id > ids[ext] {
-				ids[ext] = id
+			if err != nil {
+				continue
+			}
+			hi[ext] = max(hi[ext], id)
+			if l, ok := lo[ext]; !ok || id < l {
+				lo[ext] = id
 			}
 		}
 	}
-	return ids, nil
+	return hi, lo, nil
 }
 
 // logFileName is badger's name for log file id: 00001.mem, 000001.vlog.
