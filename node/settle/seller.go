@@ -318,6 +318,19 @@ func (s *Service) runSend(ctx context.Context, j store.Job) error {
 		due = s.clk.Now().Add(delay)
 	}
 	return s.db.Update(func(t *store.Txn) error {
+		// The meter schedules a send at once for each receipt it issues;
+		// one issued while this round ran would lose that to the retry
+		// below, which replaces the job. (Reading the state here makes a
+		// meter commit meanwhile conflict with this one, so it is seen.)
+		if st != nil && !due.IsZero() {
+			cur, _, err := getState(t, true, id)
+			if err != nil {
+				return err
+			}
+			if cur != nil && cur.Seq > st.Seq {
+				due = time.Time{}
+			}
+		}
 		return t.Schedule(store.Job{Kind: JobSend, ID: id.String(), Due: due})
 	})
 }
